@@ -1,0 +1,18 @@
+//! The database schema of the identity service, as ordered, never-edited migrations.
+//!
+//! Every account-scoped table leads its primary key and its indexes with `account_id`, and no
+//! query joins across accounts, so the schema can be distributed by account. Global tables
+//! (people, idempotency keys) are keyed by their own ids.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_initial;
+
+/// Applies the migrations in order; `identity migrate` runs it under a database-wide lock.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_initial::Migration)]
+    }
+}

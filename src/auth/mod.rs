@@ -1,0 +1,6 @@
+//! Credentials: access-token keys, service tokens, and the secrets behind them.
+
+pub mod authenticator;
+pub mod keys;
+pub mod secret_token;
+pub mod service_tokens;

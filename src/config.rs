@@ -1,0 +1,316 @@
+//! One typed configuration, read from environment variables. Every secret also accepts a
+//! `*_FILE` variant naming a file that holds it (Kubernetes secrets mounted as files), and secrets
+//! print as `[redacted]` in `Debug`.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::domain::actor::Scope;
+
+/// A value that must never reach logs.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// PostgreSQL: production. Nothing is created or printed by the service on its own.
+    Postgres { url: Secret },
+    /// An embedded SQLite file under `data_dir`: the zero-setup mode for a laptop.
+    Embedded { data_dir: PathBuf },
+    /// An explicit SQLite URL (`sqlite::memory:` in tests).
+    Sqlite { url: String },
+}
+
+/// A service token as configured: its SHA-256 hash, never the token itself.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceTokenConfig {
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Lower-case hex SHA-256 of the token (`identity hash-token` prints it).
+    pub sha256: String,
+}
+
+/// A JWT signing key. The newest key whose `not_before` has passed signs; every key is published
+/// in the JWKS, so a new key can be published ahead of use and an old one kept until its tokens expire.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SigningKeyConfig {
+    pub kid: String,
+    /// `EdDSA` (Ed25519), the only algorithm served.
+    #[serde(default = "default_alg")]
+    pub alg: String,
+    /// PKCS#8 PEM private key.
+    pub private_key_pem: Secret,
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+fn default_alg() -> String {
+    "EdDSA".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultLimits {
+    pub max_users: i32,
+    pub max_groups: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub database: Database,
+    pub db_max_connections: u32,
+    pub service_tokens: Vec<ServiceTokenConfig>,
+    pub signing_keys: Vec<SigningKeyConfig>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    pub default_limits: DefaultLimits,
+    pub log_format: LogFormat,
+    /// How long health reports NOT_SERVING before the server stops taking calls.
+    pub shutdown_delay: Duration,
+    /// How long in-flight calls may take to finish after that.
+    pub shutdown_grace: Duration,
+    /// How often the database is pinged for the health status.
+    pub health_interval: Duration,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let env = Env { lookup: &lookup };
+        let database = match env.secret("IDENTITY_DATABASE_URL")? {
+            Some(url) if url.expose().starts_with("postgres") => Database::Postgres { url },
+            Some(url) if url.expose().starts_with("sqlite:") => Database::Sqlite {
+                url: url.expose().to_owned(),
+            },
+            Some(_) => bail!("IDENTITY_DATABASE_URL must be a postgres:// or sqlite: URL"),
+            None => Database::Embedded {
+                data_dir: env
+                    .get("IDENTITY_DATA_DIR")
+                    .unwrap_or_else(|| ".identity".into())
+                    .into(),
+            },
+        };
+        let service_tokens = match env.secret("IDENTITY_SERVICE_TOKENS")? {
+            Some(json) => serde_json::from_str::<Vec<ServiceTokenConfig>>(json.expose())
+                .map_err(|e| anyhow!("IDENTITY_SERVICE_TOKENS is not a JSON array of {{name, scopes, sha256}}: {e}"))?,
+            None => Vec::new(),
+        };
+        for token in &service_tokens {
+            for scope in &token.scopes {
+                if Scope::parse(scope).is_none() {
+                    bail!(
+                        "service token {:?} has an unknown scope {scope:?}",
+                        token.name
+                    );
+                }
+            }
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "service token {:?}: sha256 must be 64 hex digits",
+                    token.name
+                );
+            }
+        }
+        let signing_keys = match env.secret("IDENTITY_SIGNING_KEYS")? {
+            // The key material is never echoed: serde's message could quote it.
+            Some(json) => serde_json::from_str::<Vec<SigningKeyConfig>>(json.expose()).map_err(
+                |e| anyhow!("IDENTITY_SIGNING_KEYS is not a JSON array of {{kid, alg, private_key_pem, not_before}} (line {}, column {})", e.line(), e.column()),
+            )?,
+            None => Vec::new(),
+        };
+        Ok(Config {
+            listen_addr: env
+                .parse("IDENTITY_LISTEN_ADDR")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            database,
+            db_max_connections: env.parse("IDENTITY_DB_MAX_CONNECTIONS")?.unwrap_or(16),
+            service_tokens,
+            signing_keys,
+            issuer: env
+                .get("IDENTITY_ISSUER")
+                .unwrap_or_else(|| "identity".into()),
+            audience: env
+                .get("IDENTITY_AUDIENCE")
+                .unwrap_or_else(|| "identity".into()),
+            access_token_ttl: Duration::from_secs(
+                env.parse("IDENTITY_ACCESS_TOKEN_TTL_SECONDS")?
+                    .unwrap_or(15 * 60),
+            ),
+            default_limits: DefaultLimits {
+                max_users: env.parse("IDENTITY_DEFAULT_MAX_USERS")?.unwrap_or(100),
+                max_groups: env.parse("IDENTITY_DEFAULT_MAX_GROUPS")?.unwrap_or(5),
+            },
+            log_format: match env.get("IDENTITY_LOG_FORMAT").as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => bail!("IDENTITY_LOG_FORMAT must be text or json, not {other:?}"),
+            },
+            shutdown_delay: Duration::from_secs(
+                env.parse("IDENTITY_SHUTDOWN_DELAY_SECONDS")?.unwrap_or(5),
+            ),
+            shutdown_grace: Duration::from_secs(
+                env.parse("IDENTITY_SHUTDOWN_GRACE_SECONDS")?.unwrap_or(25),
+            ),
+            health_interval: Duration::from_millis(
+                env.parse("IDENTITY_HEALTH_INTERVAL_MS")?.unwrap_or(2000),
+            ),
+        })
+    }
+
+    /// Embedded mode is the zero-setup laptop run: it migrates, bootstraps and prints credentials.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.database, Database::Embedded { .. })
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        (self.lookup)(key).filter(|value| !value.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>>
+    where
+        T::Err: fmt::Display,
+    {
+        self.get(key)
+            .map(|value| {
+                value
+                    .trim()
+                    .parse::<T>()
+                    .map_err(|e| anyhow!("{key}={value:?}: {e}"))
+            })
+            .transpose()
+    }
+
+    /// `KEY` or the contents of the file named by `KEY_FILE` (trailing newline removed).
+    fn secret(&self, key: &str) -> Result<Option<Secret>> {
+        let file_key = format!("{key}_FILE");
+        match (self.get(key), self.get(&file_key)) {
+            (Some(_), Some(_)) => bail!("set {key} or {file_key}, not both"),
+            (Some(value), None) => Ok(Some(Secret(value))),
+            (None, Some(path)) => {
+                let value = std::fs::read_to_string(&path)
+                    .with_context(|| format!("{file_key}: cannot read {path}"))?;
+                Ok(Some(Secret(
+                    value.trim_end_matches(['\n', '\r']).to_owned(),
+                )))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_mode() {
+        let config = config(&[]).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(config.is_embedded());
+        assert_eq!(config.default_limits.max_groups, 5);
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.listen_addr.port(), 50051);
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = std::env::temp_dir().join(format!("identity-config-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| unreachable!("{e}"));
+        let file = dir.join("db");
+        std::fs::write(&file, "postgres://u:hunter2@db/identity\n")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let config = config(&[(
+            "IDENTITY_DATABASE_URL_FILE",
+            file.to_str().unwrap_or_default(),
+        )])
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        match &config.database {
+            Database::Postgres { url } => {
+                assert_eq!(url.expose(), "postgres://u:hunter2@db/identity")
+            }
+            other => unreachable!("{other:?}"),
+        }
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = config(&[("IDENTITY_DEFAULT_MAX_GROUPS", "five")])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.unwrap_or_default()
+                .contains("IDENTITY_DEFAULT_MAX_GROUPS")
+        );
+        let err = config(&[(
+            "IDENTITY_SERVICE_TOKENS",
+            r#"[{"name":"x","scopes":["root"],"sha256":"00"}]"#,
+        )])
+        .err()
+        .map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("unknown scope"));
+        assert!(config(&[("IDENTITY_DATABASE_URL", "mysql://x")]).is_err());
+    }
+
+    #[test]
+    fn key_material_never_appears_in_parse_errors() {
+        let err = config(&[(
+            "IDENTITY_SIGNING_KEYS",
+            r#"[{"kid":"a","private_key_pem":"SECRETPEM","#,
+        )])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("IDENTITY_SIGNING_KEYS"));
+        assert!(!err.contains("SECRETPEM"));
+    }
+}

@@ -1,0 +1,186 @@
+//! The one error type of the domain. Every variant carries its meaning; the transport maps it to a
+//! gRPC status in exactly one place (`grpc::status`).
+
+use std::time::Duration;
+
+/// Stable `google.rpc.ErrorInfo.reason` values. Clients switch on these, so they never change.
+pub mod reason {
+    pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
+    pub const INVALID_PAGE_TOKEN: &str = "INVALID_PAGE_TOKEN";
+    pub const ACCOUNT_NOT_FOUND: &str = "ACCOUNT_NOT_FOUND";
+    pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+    pub const ETAG_MISMATCH: &str = "ETAG_MISMATCH";
+    pub const CREDENTIALS_MISSING: &str = "CREDENTIALS_MISSING";
+    pub const CREDENTIALS_INVALID: &str = "CREDENTIALS_INVALID";
+    pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
+    pub const SESSION_REVOKED: &str = "SESSION_REVOKED";
+    pub const ACCESS_TOKEN_INVALID: &str = "ACCESS_TOKEN_INVALID";
+    pub const ACCESS_TOKEN_EXPIRED: &str = "ACCESS_TOKEN_EXPIRED";
+    pub const PERMISSION_MISSING: &str = "PERMISSION_MISSING";
+    pub const SCOPE_MISSING: &str = "SCOPE_MISSING";
+    pub const ACCOUNT_MISMATCH: &str = "ACCOUNT_MISMATCH";
+    pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    pub const INTERNAL: &str = "INTERNAL";
+    pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
+}
+
+/// One bad field of a request: the path of the field (`settings.enforce_mfa`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+/// Collects every bad field of a request, so the caller learns all of them at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Keeps the value of a check that passed, records the violation of one that failed.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(description) => {
+                self.add(field, description);
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing was recorded, else the `InvalidArgument` error listing every field.
+    pub fn finish(self) -> Result<(), DomainError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DomainError::InvalidArgument {
+                reason: reason::INVALID_ARGUMENT,
+                violations: self.0,
+            })
+        }
+    }
+}
+
+/// What went wrong, by meaning. Messages are safe to show to the caller: they never contain
+/// secrets or internal details (those stay in `Internal`'s source, which is only logged).
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("invalid argument")]
+    InvalidArgument {
+        reason: &'static str,
+        violations: Vec<FieldViolation>,
+    },
+    #[error("{message}")]
+    NotFound {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    Aborted {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    Unauthenticated {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    PermissionDenied {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    ResourceExhausted {
+        reason: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{message}")]
+    Unavailable { message: String },
+    #[error("{message}")]
+    Unimplemented { message: String },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl DomainError {
+    /// One bad field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::invalid_with(reason::INVALID_ARGUMENT, field, description)
+    }
+
+    /// One bad field, with a reason more specific than `INVALID_ARGUMENT`.
+    pub fn invalid_with(
+        reason: &'static str,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::InvalidArgument {
+            reason,
+            violations: vec![FieldViolation {
+                field: field.into(),
+                description: description.into(),
+            }],
+        }
+    }
+
+    /// `reason` is the resource's `<RESOURCE>_NOT_FOUND`.
+    pub fn not_found(reason: &'static str, what: &str) -> Self {
+        Self::NotFound {
+            reason,
+            message: format!("{what} not found"),
+        }
+    }
+
+    pub fn permission_denied(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::PermissionDenied {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthenticated(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Unauthenticated {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn etag_mismatch(what: &str) -> Self {
+        Self::Aborted {
+            reason: reason::ETAG_MISMATCH,
+            message: format!("the {what} was changed by someone else; read it again and retry"),
+        }
+    }
+
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(source.into())
+    }
+}
+
+pub type DomainResult<T> = Result<T, DomainError>;

@@ -1,0 +1,154 @@
+//! Input rules shared by every service. Each returns the cleaned value or a description of what
+//! is wrong, for `Violations::check`.
+
+use uuid::Uuid;
+
+pub const MAX_EMAIL_LEN: usize = 254;
+pub const MAX_NAME_LEN: usize = 128;
+pub const MAX_REQUEST_ID_LEN: usize = 100;
+
+/// A required id.
+pub fn id(value: &str) -> Result<Uuid, String> {
+    if value.is_empty() {
+        return Err("is required".to_owned());
+    }
+    Uuid::parse_str(value).map_err(|_| "must be a UUID".to_owned())
+}
+
+/// An email address: trimmed, at most 254 characters, `local@domain` with a dotted ASCII domain.
+/// Returns the address as given (trimmed) and its lower-cased key, under which it is unique.
+pub fn email(value: &str) -> Result<(String, String), String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("is required".to_owned());
+    }
+    if value.chars().count() > MAX_EMAIL_LEN {
+        return Err(format!("must be at most {MAX_EMAIL_LEN} characters"));
+    }
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return Err("must be an email address (name@example.com)".to_owned());
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.contains('@')
+        && local
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"');
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !local_ok || !domain_ok {
+        return Err("must be an email address (name@example.com)".to_owned());
+    }
+    Ok((value.to_owned(), value.to_lowercase()))
+}
+
+/// A human name (display name, account name): trimmed, 1 to 128 characters, no control characters.
+pub fn name(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("is required".to_owned());
+    }
+    if value.chars().count() > MAX_NAME_LEN {
+        return Err(format!("must be at most {MAX_NAME_LEN} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
+/// An optional idempotency key: empty, or up to 100 of `A-Z a-z 0-9 - _ . :`.
+pub fn request_id(value: &str) -> Result<Option<String>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > MAX_REQUEST_ID_LEN {
+        return Err(format!("must be at most {MAX_REQUEST_ID_LEN} characters"));
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        return Err("may contain only letters, digits and - _ . :".to_owned());
+    }
+    Ok(Some(value.to_owned()))
+}
+
+/// An etag as returned by this service: empty (no check) or a version number.
+pub fn etag(value: &str) -> Result<Option<i64>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| "is not an etag returned by this service".to_owned())
+}
+
+/// The etag of a resource at `version`.
+pub fn etag_of(version: i64) -> String {
+    version.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_checked_and_keyed_case_insensitively() {
+        assert_eq!(
+            email("  Ada.Lovelace@Example.COM ").unwrap(),
+            (
+                "Ada.Lovelace@Example.COM".to_owned(),
+                "ada.lovelace@example.com".to_owned()
+            )
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "ada@exa mple.com",
+            "a b@example.com",
+            "ada@-x.com",
+        ] {
+            assert!(email(bad).is_err(), "{bad:?}");
+        }
+        assert!(email(&format!("{}@example.com", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn names_and_ids() {
+        assert_eq!(name("  Ada ").unwrap(), "Ada");
+        assert!(name("   ").is_err());
+        assert!(name(&"x".repeat(129)).is_err());
+        assert!(name(&"x".repeat(128)).is_ok());
+        assert!(name("a\u{0007}").is_err());
+        assert!(id("").is_err());
+        assert!(id("42").is_err());
+        assert!(id(&Uuid::now_v7().to_string()).is_ok());
+    }
+
+    #[test]
+    fn request_ids_and_etags() {
+        assert_eq!(request_id("").unwrap(), None);
+        assert_eq!(request_id("abc-1").unwrap().as_deref(), Some("abc-1"));
+        assert!(request_id("a b").is_err());
+        assert!(request_id(&"a".repeat(101)).is_err());
+        assert_eq!(etag("").unwrap(), None);
+        assert_eq!(etag(&etag_of(7)).unwrap(), Some(7));
+        assert_eq!(etag("\"7\"").unwrap(), Some(7));
+        assert!(etag("W/abc").is_err());
+    }
+}

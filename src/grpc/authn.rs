@@ -1,0 +1,178 @@
+//! The authentication tower layer: resolves the caller of every request once, puts the `Actor`
+//! into the request extensions, and answers `UNAUTHENTICATED` before any handler runs when a
+//! non-public RPC comes without valid credentials. It also writes one log line per call.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use futures::future::BoxFuture;
+use tonic::Status;
+use tower::{Layer, Service};
+
+use crate::auth::authenticator::Authenticator;
+use crate::domain::actor::Actor;
+use crate::domain::error::{DomainError, reason};
+
+/// RPCs that need no credentials (SPEC 6), plus health and reflection.
+const PUBLIC_METHODS: &[&str] = &[
+    "/identity.v1.AuthService/Login",
+    "/identity.v1.AuthService/VerifyMfaChallenge",
+    "/identity.v1.AuthService/ResendMfaCode",
+    "/identity.v1.AuthService/LoginWithGoogle",
+    "/identity.v1.AuthService/LoginWithSso",
+    "/identity.v1.AuthService/StartSsoLogin",
+    "/identity.v1.AuthService/GetInvitation",
+    "/identity.v1.AuthService/AcceptInvitation",
+    "/identity.v1.AuthService/RequestPasswordReset",
+    "/identity.v1.AuthService/ResetPassword",
+    "/identity.v1.AuthService/RefreshSession",
+    "/identity.v1.AuthService/GetJwks",
+];
+const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
+
+fn is_public(path: &str) -> bool {
+    PUBLIC_METHODS.contains(&path) || PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    authenticator: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Arc<Authenticator>) -> Self {
+        Self { authenticator }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    authenticator: Arc<Authenticator>,
+}
+
+impl<S, B> Service<http::Request<B>> for AuthService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone that was driven to readiness serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let authenticator = self.authenticator.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let path = request.uri().path().to_owned();
+            let bearer = bearer(request.headers());
+            let public = is_public(&path);
+            let outcome = match bearer {
+                Some(token) => match authenticator.authenticate(&token).await {
+                    Ok(actor) => Ok(actor),
+                    // A stale token on a public RPC (RefreshSession after expiry) is ignored.
+                    Err(_) if public => Ok(Actor::Anonymous),
+                    Err(err) => Err(err),
+                },
+                None if public => Ok(Actor::Anonymous),
+                None => Err(DomainError::unauthenticated(
+                    reason::CREDENTIALS_MISSING,
+                    "this RPC needs `authorization: Bearer <token>`",
+                )),
+            };
+            let (response, caller) = match outcome {
+                Ok(actor) => {
+                    let caller = actor.label();
+                    request.extensions_mut().insert(actor);
+                    (inner.call(request).await?, caller)
+                }
+                Err(err) => (Status::from(err).into_http(), "rejected".to_owned()),
+            };
+            if !path.starts_with("/grpc.") {
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_owned();
+                tracing::Span::current().record("rpc.grpc.status_code", code.as_str());
+                tracing::info!(
+                    rpc = %path,
+                    caller = %caller,
+                    grpc_status = %code,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "rpc"
+                );
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// The caller the layer resolved; anonymous when the layer did not run (it always does in the server).
+pub fn actor<T>(request: &tonic::Request<T>) -> Actor {
+    request
+        .extensions()
+        .get::<Actor>()
+        .cloned()
+        .unwrap_or(Actor::Anonymous)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_methods_are_exactly_the_listed_ones() {
+        assert!(is_public("/identity.v1.AuthService/Login"));
+        assert!(is_public("/grpc.health.v1.Health/Check"));
+        assert!(is_public(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(!is_public("/identity.v1.AuthService/ValidateToken"));
+        assert!(!is_public("/identity.v1.AccountService/CreateAccount"));
+    }
+
+    #[test]
+    fn bearer_tokens_are_parsed_case_insensitively() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "bearer abc".parse().unwrap());
+        assert_eq!(bearer(&headers).as_deref(), Some("abc"));
+        headers.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&headers), None);
+    }
+}

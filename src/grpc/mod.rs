@@ -1,0 +1,54 @@
+//! Transport only: one file per service. A handler validates the request (every bad field at
+//! once), takes the `Actor` the authentication layer resolved, converts to domain input and calls
+//! one domain function; `?` maps the domain error to a status.
+
+pub mod account_service;
+pub mod auth_service;
+pub mod authn;
+pub mod convert;
+pub mod status;
+pub mod unbuilt;
+
+use crate::proto;
+use crate::server::App;
+
+pub use unbuilt::unbuilt;
+
+/// Largest request accepted, and largest response sent.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+pub fn account_service(
+    app: &App,
+) -> proto::account_service_server::AccountServiceServer<account_service::AccountApi> {
+    proto::account_service_server::AccountServiceServer::new(account_service::AccountApi::new(app))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+pub fn auth_service(
+    app: &App,
+) -> proto::auth_service_server::AuthServiceServer<auth_service::AuthApi> {
+    proto::auth_service_server::AuthServiceServer::new(auth_service::AuthApi::new(app))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+pub fn user_service(_app: &App) -> proto::user_service_server::UserServiceServer<unbuilt::UserApi> {
+    proto::user_service_server::UserServiceServer::new(unbuilt::UserApi)
+}
+
+pub fn group_service(
+    _app: &App,
+) -> proto::group_service_server::GroupServiceServer<unbuilt::GroupApi> {
+    proto::group_service_server::GroupServiceServer::new(unbuilt::GroupApi)
+}
+
+pub fn access_service(
+    _app: &App,
+) -> proto::access_service_server::AccessServiceServer<unbuilt::AccessApi> {
+    proto::access_service_server::AccessServiceServer::new(unbuilt::AccessApi)
+}
+
+pub fn audit_service(
+    _app: &App,
+) -> proto::audit_service_server::AuditServiceServer<unbuilt::AuditApi> {
+    proto::audit_service_server::AuditServiceServer::new(unbuilt::AuditApi)
+}

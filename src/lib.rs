@@ -1,0 +1,78 @@
+//! identity: the gRPC identity and access service of the media platform. Accounts, users, roles
+//! and groups; passwords, sessions, email codes, Google and SAML login; sharing of DAM resources
+//! and the access checks the DAM calls on every request; an audit log.
+//!
+//! Layout: `grpc` is transport only, `domain` holds the rules, `store` the queries, `auth` the
+//! credentials; `server` assembles them and `bootstrap` is the zero-setup embedded mode.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod proto;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+use anyhow::{Result, bail};
+
+use crate::auth::{keys::KeySet, service_tokens::ServiceTokens};
+use crate::bootstrap::DevCredentials;
+use crate::clock::SharedClock;
+use crate::config::{Config, Database};
+use crate::server::App;
+use crate::store::Store;
+
+/// Builds the application on an opened, migrated store. In embedded mode this also makes the
+/// development credentials (signing key, operator token, bootstrap account).
+pub async fn build_app(
+    config: Config,
+    store: Store,
+    clock: SharedClock,
+) -> Result<(App, Option<DevCredentials>)> {
+    let mut service_tokens = ServiceTokens::new(&config.service_tokens)?;
+    let embedded_dir = match &config.database {
+        Database::Embedded { data_dir } => Some(data_dir.clone()),
+        _ => None,
+    };
+    let signing_keys = match (&embedded_dir, config.signing_keys.is_empty()) {
+        (Some(dir), true) => bootstrap::dev_signing_keys(dir)?,
+        _ => config.signing_keys.clone(),
+    };
+    let keys = KeySet::new(
+        &signing_keys,
+        config.issuer.clone(),
+        config.audience.clone(),
+        config.access_token_ttl,
+    )?;
+    let operator_token = embedded_dir
+        .is_some()
+        .then(|| bootstrap::dev_operator_token(&mut service_tokens));
+    let app = App::new(config, store, clock, keys, service_tokens);
+    let credentials = match operator_token {
+        Some(token) => Some(bootstrap::bootstrap(&app, &app.keys, token).await?),
+        None => None,
+    };
+    Ok((app, credentials))
+}
+
+/// Opens the store for `serve`: the embedded mode migrates itself; production refuses to start
+/// while migrations are pending (they are applied by `identity migrate`, once, not by every replica).
+pub async fn open_store(config: &Config) -> Result<Store> {
+    let store = Store::connect(&config.database, config.db_max_connections).await?;
+    if config.is_embedded() {
+        store.migrate().await?;
+    } else {
+        let pending = store.pending_migrations().await?;
+        if !pending.is_empty() {
+            bail!(
+                "the database schema is behind this release ({} pending: {}); run `identity migrate` first",
+                pending.len(),
+                pending.join(", ")
+            );
+        }
+    }
+    Ok(store)
+}

@@ -1,0 +1,144 @@
+//! The `identity` command: `serve` (the default), `migrate`, and key and token helpers.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use identity::{
+    auth::{keys::generate_ed25519, secret_token},
+    bootstrap, build_app,
+    clock::SystemClock,
+    config::{Config, Database},
+    domain::actor::Scope,
+    open_store, server,
+    store::Store,
+    telemetry,
+};
+
+#[derive(Parser)]
+#[command(name = "identity", version, about = "gRPC identity and access service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (the default). Without IDENTITY_DATABASE_URL: embedded SQLite, zero setup.
+    Serve,
+    /// Apply pending database migrations (idempotent; concurrent runs wait for each other).
+    Migrate,
+    /// Print a new Ed25519 signing key as an IDENTITY_SIGNING_KEYS entry.
+    Keygen {
+        /// The key id published in the JWKS and put in the `kid` header of tokens.
+        #[arg(long)]
+        kid: String,
+    },
+    /// Read a service token on stdin and print its SHA-256 for IDENTITY_SERVICE_TOKENS.
+    HashToken,
+    /// Make a new service token: prints the token (give it to the service) and its config entry.
+    NewServiceToken {
+        #[arg(long)]
+        name: String,
+        /// Scopes: accounts.operate users.read users.manage access.check access.share audit.read audit.write
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime()?.block_on(serve()),
+        Command::Migrate => runtime()?.block_on(migrate()),
+        Command::Keygen { kid } => {
+            let key = generate_ed25519(&kid)?;
+            let entry = serde_json::json!({
+                "kid": key.kid,
+                "alg": key.alg,
+                "private_key_pem": key.private_key_pem.expose(),
+                "not_before": chrono::Utc::now(),
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!([entry]))?
+            );
+            Ok(())
+        }
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::stdin().read_to_string(&mut token)?;
+            println!("{}", secret_token::digest_hex(token.trim()));
+            Ok(())
+        }
+        Command::NewServiceToken { name, scopes } => {
+            for scope in &scopes {
+                Scope::parse(scope).with_context(|| format!("unknown scope {scope:?}"))?;
+            }
+            let token = secret_token::generate("idt_svc_");
+            println!("token (give to the service, shown once): {token}");
+            let entry = serde_json::json!({"name": name, "scopes": scopes, "sha256": secret_token::digest_hex(&token)});
+            println!("IDENTITY_SERVICE_TOKENS entry: {entry}");
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn serve() -> Result<()> {
+    let config = Config::from_env()?;
+    let _telemetry = telemetry::init(config.log_format)?;
+    let store = open_store(&config).await?;
+    let listen = config.listen_addr;
+    let data_dir = match &config.database {
+        Database::Embedded { data_dir } => Some(data_dir.clone()),
+        _ => None,
+    };
+    let (app, credentials) = build_app(config, store, Arc::new(SystemClock)).await?;
+    let listener = server::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    if let (Some(credentials), Some(data_dir)) = (&credentials, &data_dir) {
+        println!("{}", bootstrap::banner(addr, credentials, data_dir));
+    }
+    server::serve(app, listener, shutdown_signal()).await
+}
+
+async fn migrate() -> Result<()> {
+    let config = Config::from_env()?;
+    let _telemetry = telemetry::init(config.log_format)?;
+    let store = Store::connect(&config.database, 2).await?;
+    let pending = store.pending_migrations().await?;
+    store.migrate().await?;
+    tracing::info!(applied = pending.len(), "migrations are up to date");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

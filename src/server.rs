@@ -1,0 +1,187 @@
+//! Assembles the gRPC server: the six services behind the authentication layer, per-service
+//! health that follows the database, reflection v1 and v1alpha, and graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use tokio::{net::TcpListener, sync::watch};
+use tonic::transport::server::TcpIncoming;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::auth::{authenticator::Authenticator, keys::KeySet, service_tokens::ServiceTokens};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::domain::accounts::Accounts;
+use crate::grpc;
+use crate::proto;
+use crate::store::Store;
+use crate::telemetry;
+
+/// The services whose health is reported, besides the overall `""`.
+pub const SERVICE_NAMES: &[&str] = &[
+    "identity.v1.AccountService",
+    "identity.v1.UserService",
+    "identity.v1.GroupService",
+    "identity.v1.AuthService",
+    "identity.v1.AccessService",
+    "identity.v1.AuditService",
+];
+
+/// Everything a request may need, built once.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: SharedClock,
+    pub keys: Arc<KeySet>,
+    pub authenticator: Arc<Authenticator>,
+    pub accounts: Accounts,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        store: Store,
+        clock: SharedClock,
+        keys: KeySet,
+        service_tokens: ServiceTokens,
+    ) -> Self {
+        let keys = Arc::new(keys);
+        let authenticator = Arc::new(Authenticator::new(
+            keys.clone(),
+            service_tokens,
+            clock.clone(),
+        ));
+        let accounts = Accounts::new(store.clone(), clock.clone(), config.default_limits);
+        Self {
+            config: Arc::new(config),
+            store,
+            clock,
+            keys,
+            authenticator,
+            accounts,
+        }
+    }
+}
+
+async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves. Then health turns NOT_SERVING, the
+/// server keeps answering for the configured delay (so load balancers drain it), stops taking
+/// calls and lets in-flight calls finish within the grace period.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+
+    // Health follows the database: NOT_SERVING while it does not answer.
+    let monitor = {
+        let reporter = reporter.clone();
+        let store = app.store.clone();
+        let interval = app.config.health_interval;
+        let stopping = stopping_rx.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let up = tokio::time::timeout(Duration::from_secs(2), store.ping())
+                    .await
+                    .unwrap_or(false);
+                if *stopping.borrow() {
+                    break;
+                }
+                if last != Some(up) {
+                    if up {
+                        tracing::info!("database reachable: SERVING");
+                    } else {
+                        tracing::warn!("database unreachable: NOT_SERVING");
+                    }
+                    let status = if up {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    };
+                    set_all(&reporter, status).await;
+                    last = Some(up);
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    };
+
+    // google.rpc is registered too, so grpcurl decodes ErrorInfo, BadRequest and RetryInfo.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().context("reflection v1")?;
+    let reflection_v1alpha = reflection().build_v1alpha().context("reflection v1alpha")?;
+
+    let delay = app.config.shutdown_delay;
+    let grace = app.config.shutdown_grace;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let drain = {
+        let reporter = reporter.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(true);
+            set_all(&reporter, ServingStatus::NotServing).await;
+            tracing::info!(
+                delay_s = delay.as_secs(),
+                "shutting down: NOT_SERVING, draining"
+            );
+            tokio::time::sleep(delay).await;
+            let _ = stop_tx.send(true);
+        })
+    };
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let router = tonic::transport::Server::builder()
+        .trace_fn(telemetry::rpc_span)
+        .layer(grpc::authn::AuthLayer::new(app.authenticator.clone()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(grpc::account_service(&app))
+        .add_service(grpc::user_service(&app))
+        .add_service(grpc::group_service(&app))
+        .add_service(grpc::auth_service(&app))
+        .add_service(grpc::access_service(&app))
+        .add_service(grpc::audit_service(&app));
+    let mut server_stop = stop_rx.clone();
+    let mut server = Box::pin(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    }));
+
+    // Wait for the server; once it stops taking calls, give in-flight ones the grace period.
+    let mut stopped = stop_rx;
+    let result = tokio::select! {
+        result = &mut server => result.map_err(anyhow::Error::from),
+        _ = stopped.wait_for(|stop| *stop) => match tokio::time::timeout(grace, &mut server).await {
+            Ok(result) => result.map_err(anyhow::Error::from),
+            Err(_) => {
+                tracing::warn!(grace_s = grace.as_secs(), "in-flight calls did not finish in time");
+                Ok(())
+            }
+        },
+    };
+    monitor.abort();
+    drain.abort();
+    result
+}
+
+/// Binds `addr` (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}

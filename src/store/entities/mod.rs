@@ -1,0 +1,8 @@
+//! SeaORM entities, one per table of `migrations/`.
+
+pub mod account;
+pub mod group;
+pub mod group_member;
+pub mod idempotency_key;
+pub mod membership;
+pub mod user;

@@ -1,0 +1,179 @@
+//! Storage: SeaORM on PostgreSQL (production) or SQLite (embedded), the same code for both.
+//! Every write that touches more than one row is one transaction; caps and counters are
+//! enforced inside it under a row lock on the account, so several replicas behave as one.
+
+pub mod accounts;
+pub mod entities;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement,
+    sqlx::Error as SqlxError,
+};
+
+use crate::config::Database;
+use crate::domain::error::DomainError;
+
+/// The database handle shared by every request.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// A fixed key for the migration lock (`pg_advisory_lock`): any 64-bit value unique to this service.
+const MIGRATION_LOCK_KEY: i64 = 0x1d3e_7417_0000_0001;
+
+impl Store {
+    /// Opens the pool. SQLite runs with one connection: it has one writer anyway, and a single
+    /// connection makes every transaction serial, so caps hold without row locks.
+    pub async fn connect(database: &Database, max_connections: u32) -> Result<Self> {
+        let (url, max) = match database {
+            Database::Postgres { url } => (url.expose().to_owned(), max_connections),
+            Database::Sqlite { url } => (url.clone(), 1),
+            Database::Embedded { data_dir } => {
+                std::fs::create_dir_all(data_dir)
+                    .with_context(|| format!("cannot create {}", data_dir.display()))?;
+                let file = data_dir.join("identity.db");
+                (format!("sqlite://{}?mode=rwc", file.display()), 1)
+            }
+        };
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(max)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10))
+            // A liveness query on every checkout costs a round trip; only check idle connections.
+            .test_before_acquire_if_idle_for(Duration::from_secs(30))
+            .sqlx_logging(false);
+        let db = sea_orm::Database::connect(options)
+            .await
+            .context("cannot connect to the database")?;
+        if db.get_database_backend() == DbBackend::Sqlite {
+            db.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+                .await?;
+        }
+        Ok(Self { db })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        self.db
+            .query_one_raw(Statement::from_string(self.backend(), "SELECT 1"))
+            .await
+            .is_ok()
+    }
+
+    /// Applies pending migrations. On PostgreSQL a session advisory lock makes concurrent runs
+    /// (two replicas, or a Helm hook and a developer) wait for each other instead of racing.
+    pub async fn migrate(&self) -> Result<()> {
+        if self.backend() != DbBackend::Postgres {
+            return Migrator::up(&self.db, None)
+                .await
+                .context("migration failed");
+        }
+        let pool = self.db.get_postgres_connection_pool();
+        let mut lock = pool.acquire().await?;
+        sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *lock)
+            .await?;
+        let result = Migrator::up(&self.db, None).await;
+        sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *lock)
+            .await?;
+        result.context("migration failed")
+    }
+
+    /// Names of the migrations this binary knows that the database has not applied. Migrations
+    /// applied by a newer release are ignored, so an older replica keeps running during an upgrade.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>> {
+        let applied: Vec<String> = match self
+            .db
+            .query_all_raw(Statement::from_string(
+                self.backend(),
+                "SELECT version FROM seaql_migrations",
+            ))
+            .await
+        {
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|row| row.try_get::<String>("", "version").ok())
+                .collect(),
+            // No bookkeeping table yet: nothing is applied.
+            Err(_) => Vec::new(),
+        };
+        Ok(Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .filter(|name| !applied.contains(name))
+            .collect())
+    }
+}
+
+/// Unique constraints the code reacts to, by the names the migrations give them. SQLite reports
+/// the columns rather than the name, so each is listed with its columns too.
+const UNIQUE_CONSTRAINTS: &[(&str, &str)] = &[
+    ("users_email_key_key", "users.email_key"),
+    (
+        "groups_account_name_key",
+        "groups.account_id, groups.name_key",
+    ),
+    (
+        "memberships_pkey",
+        "memberships.account_id, memberships.user_id",
+    ),
+    (
+        "idempotency_keys_pkey",
+        "idempotency_keys.scope, idempotency_keys.request_id",
+    ),
+];
+
+/// The name of the unique constraint `err` violated, if that is what it is.
+pub fn unique_violation(err: &DbErr) -> Option<&'static str> {
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err
+    else {
+        return None;
+    };
+    let SqlxError::Database(db_err) = &**e else {
+        return None;
+    };
+    if !db_err.is_unique_violation() {
+        return None;
+    }
+    if let Some(name) = db_err.constraint() {
+        return UNIQUE_CONSTRAINTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, _)| *n);
+    }
+    let message = db_err.message();
+    UNIQUE_CONSTRAINTS
+        .iter()
+        .find(|(_, columns)| message.ends_with(columns))
+        .map(|(n, _)| *n)
+}
+
+impl From<DbErr> for DomainError {
+    fn from(err: DbErr) -> Self {
+        match &err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => DomainError::Unavailable {
+                message: "the database is unavailable; retry later".to_owned(),
+            },
+            _ => DomainError::internal(err),
+        }
+    }
+}

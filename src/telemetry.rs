@@ -1,0 +1,137 @@
+//! Logs through `tracing` (text or JSON), and OpenTelemetry traces and metrics over OTLP when the
+//! standard `OTEL_*` variables name an endpoint. Off otherwise (the zero-setup run).
+
+use anyhow::Result;
+use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
+use opentelemetry_sdk::{
+    Resource, metrics::SdkMeterProvider, propagation::TraceContextPropagator,
+    trace::SdkTracerProvider,
+};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::LogFormat;
+
+/// Flushes telemetry when dropped at the end of `main`.
+pub struct TelemetryGuard {
+    traces: Option<SdkTracerProvider>,
+    metrics: Option<SdkMeterProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(traces) = self.traces.take() {
+            let _ = traces.shutdown();
+        }
+        if let Some(metrics) = self.metrics.take() {
+            let _ = metrics.shutdown();
+        }
+    }
+}
+
+fn otlp_enabled() -> bool {
+    let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.is_empty());
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+fn resource() -> Resource {
+    let mut builder = Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+        builder = builder.with_service_name("identity");
+    }
+    builder
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Installs the global subscriber. Call once, inside the Tokio runtime.
+pub fn init(format: LogFormat) -> Result<TelemetryGuard> {
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter())
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_filter(filter())
+            .boxed(),
+    };
+    let mut guard = TelemetryGuard {
+        traces: None,
+        metrics: None,
+    };
+    let otel = if otlp_enabled() {
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()?;
+        let traces = SdkTracerProvider::builder()
+            .with_batch_exporter(spans)
+            .with_resource(resource())
+            .build();
+        let tracer = traces.tracer("identity");
+        global::set_tracer_provider(traces.clone());
+        let metrics_exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .build()?;
+        let metrics = SdkMeterProvider::builder()
+            .with_periodic_exporter(metrics_exporter)
+            .with_resource(resource())
+            .build();
+        global::set_meter_provider(metrics.clone());
+        guard.traces = Some(traces);
+        guard.metrics = Some(metrics);
+        Some(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(filter()),
+        )
+    } else {
+        None
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init()?;
+    Ok(guard)
+}
+
+/// The span of one RPC, parented to the caller's W3C `traceparent` when it sent one.
+pub fn rpc_span(request: &http::Request<()>) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let path = request.uri().path();
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path, ""));
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+    );
+    let parent = global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// Reads W3C trace context from request headers.
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|key| key.as_str()).collect()
+    }
+}
