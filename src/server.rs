@@ -82,19 +82,27 @@ pub async fn serve(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let (stopping_tx, stopping_rx) = watch::channel(false);
 
-    // Health follows the database: NOT_SERVING while it does not answer.
+    // Health follows the database: NOT_SERVING while it does not answer. Every service is
+    // registered before the first call is accepted.
+    let database_up = app.store.ping().await;
+    set_all(
+        &reporter,
+        if database_up { ServingStatus::Serving } else { ServingStatus::NotServing },
+    )
+    .await;
     let monitor = {
         let reporter = reporter.clone();
         let store = app.store.clone();
         let interval = app.config.health_interval;
         let stopping = stopping_rx.clone();
         tokio::spawn(async move {
-            let mut last = None;
+            let mut last = Some(database_up);
             loop {
                 let up = tokio::time::timeout(Duration::from_secs(2), store.ping())
                     .await
                     .unwrap_or(false);
-                if *stopping.borrow() {
+                let stopping_now = *stopping.borrow();
+                if stopping_now {
                     break;
                 }
                 if last != Some(up) {
@@ -164,9 +172,12 @@ pub async fn serve(
 
     // Wait for the server; once it stops taking calls, give in-flight ones the grace period.
     let mut stopped = stop_rx;
+    let told_to_stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
     let result = tokio::select! {
         result = &mut server => result.map_err(anyhow::Error::from),
-        _ = stopped.wait_for(|stop| *stop) => match tokio::time::timeout(grace, &mut server).await {
+        () = told_to_stop => match tokio::time::timeout(grace, &mut server).await {
             Ok(result) => result.map_err(anyhow::Error::from),
             Err(_) => {
                 tracing::warn!(grace_s = grace.as_secs(), "in-flight calls did not finish in time");

