@@ -87,7 +87,11 @@ pub async fn serve(
     let database_up = app.store.ping().await;
     set_all(
         &reporter,
-        if database_up { ServingStatus::Serving } else { ServingStatus::NotServing },
+        if database_up {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        },
     )
     .await;
     let monitor = {

@@ -13,7 +13,13 @@ async fn operator_creates_an_account_with_an_invited_administrator_and_default_c
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme Media", "Owner@Acme.test").await;
     assert_eq!(account.name, "Acme Media");
-    assert_eq!(account.limits, Some(AccountLimits { max_users: 100, max_groups: 5 }));
+    assert_eq!(
+        account.limits,
+        Some(AccountLimits {
+            max_users: 100,
+            max_groups: 5
+        })
+    );
     assert_eq!(account.user_count, 1);
     assert_eq!(account.group_count, 0);
     assert!(!account.settings.unwrap().enforce_mfa);
@@ -27,7 +33,12 @@ async fn operator_creates_an_account_with_an_invited_administrator_and_default_c
     let token = server.token_for(&admin);
     let read = server
         .accounts()
-        .get_account(with_token(&token, proto::GetAccountRequest { account_id: account.id.clone() }))
+        .get_account(with_token(
+            &token,
+            proto::GetAccountRequest {
+                account_id: account.id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -55,7 +66,10 @@ async fn explicit_caps_are_kept() {
             CreateAccountRequest {
                 name: "Big".into(),
                 administrator_email: "big@example.com".into(),
-                limits: Some(AccountLimits { max_users: 500, max_groups: 20 }),
+                limits: Some(AccountLimits {
+                    max_users: 500,
+                    max_groups: 20,
+                }),
                 ..Default::default()
             },
         ))
@@ -64,7 +78,13 @@ async fn explicit_caps_are_kept() {
         .into_inner()
         .account
         .unwrap();
-    assert_eq!(account.limits, Some(AccountLimits { max_users: 500, max_groups: 20 }));
+    assert_eq!(
+        account.limits,
+        Some(AccountLimits {
+            max_users: 500,
+            max_groups: 20
+        })
+    );
 }
 
 #[tokio::test]
@@ -78,22 +98,34 @@ async fn only_operators_create_accounts() {
     };
     let accounts = server.accounts();
     assert_error(
-        accounts.clone().create_account(with_token(&server.token_for(&admin), request())).await,
+        accounts
+            .clone()
+            .create_account(with_token(&server.token_for(&admin), request()))
+            .await,
         Code::PermissionDenied,
         "PERMISSION_MISSING",
     );
     assert_error(
-        accounts.clone().create_account(with_token(DAM, request())).await,
+        accounts
+            .clone()
+            .create_account(with_token(DAM, request()))
+            .await,
         Code::PermissionDenied,
         "SCOPE_MISSING",
     );
     assert_error(
-        accounts.clone().create_account(tonic::Request::new(request())).await,
+        accounts
+            .clone()
+            .create_account(tonic::Request::new(request()))
+            .await,
         Code::Unauthenticated,
         "CREDENTIALS_MISSING",
     );
     assert_error(
-        accounts.clone().create_account(with_token("idt_not_a_token", request())).await,
+        accounts
+            .clone()
+            .create_account(with_token("idt_not_a_token", request()))
+            .await,
         Code::Unauthenticated,
         "CREDENTIALS_INVALID",
     );
@@ -111,7 +143,10 @@ async fn bad_input_lists_every_bad_field_and_writes_nothing() {
                     name: "x".repeat(129),
                     administrator_email: "not-an-email".into(),
                     administrator_display_name: "ok".into(),
-                    limits: Some(AccountLimits { max_users: -3, max_groups: 100_001 }),
+                    limits: Some(AccountLimits {
+                        max_users: -3,
+                        max_groups: 100_001,
+                    }),
                     request_id: "has spaces".into(),
                 },
             ))
@@ -121,7 +156,13 @@ async fn bad_input_lists_every_bad_field_and_writes_nothing() {
     );
     assert_eq!(
         violated_fields(&status),
-        ["name", "administrator_email", "limits.max_users", "limits.max_groups", "request_id"]
+        [
+            "name",
+            "administrator_email",
+            "limits.max_users",
+            "limits.max_groups",
+            "request_id"
+        ]
     );
     use sea_orm::{EntityTrait, PaginatorTrait};
     let accounts = identity::store::entities::account::Entity::find()
@@ -142,8 +183,18 @@ async fn a_retried_create_returns_the_first_result() {
     };
     let first_request = request();
     let again = first_request.clone();
-    let first = server.accounts().create_account(with_token(OPERATOR, first_request)).await.unwrap().into_inner();
-    let second = server.accounts().create_account(with_token(OPERATOR, again.clone())).await.unwrap().into_inner();
+    let first = server
+        .accounts()
+        .create_account(with_token(OPERATOR, first_request))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = server
+        .accounts()
+        .create_account(with_token(OPERATOR, again.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first.account, second.account);
     assert_eq!(first.administrator, second.administrator);
 
@@ -151,7 +202,10 @@ async fn a_retried_create_returns_the_first_result() {
     let mut other = again;
     other.name = "Something else".into();
     assert_error(
-        server.accounts().create_account(with_token(OPERATOR, other)).await,
+        server
+            .accounts()
+            .create_account(with_token(OPERATOR, other))
+            .await,
         Code::FailedPrecondition,
         "REQUEST_ID_REUSED",
     );
@@ -171,11 +225,21 @@ async fn people_of_another_account_learn_nothing_about_it() {
     let token = server.token_for(&stranger);
     let existing = server
         .accounts()
-        .get_account(with_token(&token, proto::GetAccountRequest { account_id: account.id.clone() }))
+        .get_account(with_token(
+            &token,
+            proto::GetAccountRequest {
+                account_id: account.id.clone(),
+            },
+        ))
         .await;
     let missing = server
         .accounts()
-        .get_account(with_token(&token, proto::GetAccountRequest { account_id: Uuid::now_v7().to_string() }))
+        .get_account(with_token(
+            &token,
+            proto::GetAccountRequest {
+                account_id: Uuid::now_v7().to_string(),
+            },
+        ))
         .await;
     let existing = assert_error(existing, Code::PermissionDenied, "ACCOUNT_MISMATCH");
     let missing = assert_error(missing, Code::PermissionDenied, "ACCOUNT_MISMATCH");
@@ -185,7 +249,12 @@ async fn people_of_another_account_learn_nothing_about_it() {
     for token in [OPERATOR, READER] {
         let read = server
             .accounts()
-            .get_account(with_token(token, proto::GetAccountRequest { account_id: account.id.clone() }))
+            .get_account(with_token(
+                token,
+                proto::GetAccountRequest {
+                    account_id: account.id.clone(),
+                },
+            ))
             .await
             .unwrap();
         assert_eq!(read.into_inner().account.unwrap().id, account.id);
@@ -193,7 +262,12 @@ async fn people_of_another_account_learn_nothing_about_it() {
     assert_error(
         server
             .accounts()
-            .get_account(with_token(OPERATOR, proto::GetAccountRequest { account_id: Uuid::now_v7().to_string() }))
+            .get_account(with_token(
+                OPERATOR,
+                proto::GetAccountRequest {
+                    account_id: Uuid::now_v7().to_string(),
+                },
+            ))
             .await,
         Code::NotFound,
         "ACCOUNT_NOT_FOUND",
@@ -201,7 +275,12 @@ async fn people_of_another_account_learn_nothing_about_it() {
     let malformed = assert_error(
         server
             .accounts()
-            .get_account(with_token(OPERATOR, proto::GetAccountRequest { account_id: "42".into() }))
+            .get_account(with_token(
+                OPERATOR,
+                proto::GetAccountRequest {
+                    account_id: "42".into(),
+                },
+            ))
             .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
@@ -209,11 +288,20 @@ async fn people_of_another_account_learn_nothing_about_it() {
     assert_eq!(violated_fields(&malformed), ["account_id"]);
 }
 
-fn settings_request(account_id: &str, enforce: bool, etag: &str, paths: &[&str]) -> proto::UpdateAccountSettingsRequest {
+fn settings_request(
+    account_id: &str,
+    enforce: bool,
+    etag: &str,
+    paths: &[&str],
+) -> proto::UpdateAccountSettingsRequest {
     proto::UpdateAccountSettingsRequest {
         account_id: account_id.to_owned(),
-        settings: Some(AccountSettings { enforce_mfa: enforce }),
-        update_mask: Some(FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() }),
+        settings: Some(AccountSettings {
+            enforce_mfa: enforce,
+        }),
+        update_mask: Some(FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
         etag: etag.to_owned(),
     }
 }
@@ -225,7 +313,10 @@ async fn administrators_enforce_mfa_with_etags() {
     let token = server.token_for(&admin);
     let updated = server
         .accounts()
-        .update_account_settings(with_token(&token, settings_request(&account.id, true, &account.etag, &["enforce_mfa"])))
+        .update_account_settings(with_token(
+            &token,
+            settings_request(&account.id, true, &account.etag, &["enforce_mfa"]),
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -238,14 +329,22 @@ async fn administrators_enforce_mfa_with_etags() {
     assert_error(
         server
             .accounts()
-            .update_account_settings(with_token(&token, settings_request(&account.id, false, &account.etag, &["enforce_mfa"])))
+            .update_account_settings(with_token(
+                &token,
+                settings_request(&account.id, false, &account.etag, &["enforce_mfa"]),
+            ))
             .await,
         Code::Aborted,
         "ETAG_MISMATCH",
     );
     let still = server
         .accounts()
-        .get_account(with_token(&token, proto::GetAccountRequest { account_id: account.id.clone() }))
+        .get_account(with_token(
+            &token,
+            proto::GetAccountRequest {
+                account_id: account.id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -256,7 +355,10 @@ async fn administrators_enforce_mfa_with_etags() {
     // No etag: unconditional.
     let off = server
         .accounts()
-        .update_account_settings(with_token(&token, settings_request(&account.id, false, "", &["*"])))
+        .update_account_settings(with_token(
+            &token,
+            settings_request(&account.id, false, "", &["*"]),
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -274,7 +376,10 @@ async fn settings_need_users_manage_and_a_valid_mask() {
     assert_error(
         server
             .accounts()
-            .update_account_settings(with_token(&developer, settings_request(&account.id, true, "", &["enforce_mfa"])))
+            .update_account_settings(with_token(
+                &developer,
+                settings_request(&account.id, true, "", &["enforce_mfa"]),
+            ))
             .await,
         Code::PermissionDenied,
         "PERMISSION_MISSING",
@@ -284,7 +389,10 @@ async fn settings_need_users_manage_and_a_valid_mask() {
         let status = assert_error(
             server
                 .accounts()
-                .update_account_settings(with_token(&token, settings_request(&account.id, true, "", paths)))
+                .update_account_settings(with_token(
+                    &token,
+                    settings_request(&account.id, true, "", paths),
+                ))
                 .await,
             Code::InvalidArgument,
             "INVALID_ARGUMENT",
@@ -294,7 +402,10 @@ async fn settings_need_users_manage_and_a_valid_mask() {
     assert_error(
         server
             .accounts()
-            .update_account_settings(with_token(&token, settings_request(&account.id, true, "garbage", &["enforce_mfa"])))
+            .update_account_settings(with_token(
+                &token,
+                settings_request(&account.id, true, "garbage", &["enforce_mfa"]),
+            ))
             .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
@@ -305,14 +416,21 @@ async fn settings_need_users_manage_and_a_valid_mask() {
 async fn only_operators_set_limits() {
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let request = |max_users: Option<i32>, max_groups: Option<i32>| proto::SetAccountLimitsRequest {
-        account_id: account.id.clone(),
-        max_users,
-        max_groups,
-        etag: String::new(),
-    };
+    let request =
+        |max_users: Option<i32>, max_groups: Option<i32>| proto::SetAccountLimitsRequest {
+            account_id: account.id.clone(),
+            max_users,
+            max_groups,
+            etag: String::new(),
+        };
     assert_error(
-        server.accounts().set_account_limits(with_token(&server.token_for(&admin), request(None, Some(10)))).await,
+        server
+            .accounts()
+            .set_account_limits(with_token(
+                &server.token_for(&admin),
+                request(None, Some(10)),
+            ))
+            .await,
         Code::PermissionDenied,
         "PERMISSION_MISSING",
     );
@@ -324,15 +442,27 @@ async fn only_operators_set_limits() {
         .into_inner()
         .account
         .unwrap();
-    assert_eq!(raised.limits, Some(AccountLimits { max_users: 100, max_groups: 10 }));
+    assert_eq!(
+        raised.limits,
+        Some(AccountLimits {
+            max_users: 100,
+            max_groups: 10
+        })
+    );
     let status = assert_error(
-        server.accounts().set_account_limits(with_token(OPERATOR, request(Some(0), Some(-1)))).await,
+        server
+            .accounts()
+            .set_account_limits(with_token(OPERATOR, request(Some(0), Some(-1))))
+            .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
     assert_eq!(violated_fields(&status), ["max_users", "max_groups"]);
     assert_error(
-        server.accounts().set_account_limits(with_token(OPERATOR, request(None, None))).await,
+        server
+            .accounts()
+            .set_account_limits(with_token(OPERATOR, request(None, None)))
+            .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );

@@ -21,7 +21,15 @@ async fn access_tokens_verify_offline_against_the_published_key_set() {
         .into_inner();
     assert_eq!(jwks.keys.len(), 1);
     let key = &jwks.keys[0];
-    assert_eq!((key.kty.as_str(), key.crv.as_str(), key.alg.as_str(), key.r#use.as_str()), ("OKP", "Ed25519", "EdDSA", "sig"));
+    assert_eq!(
+        (
+            key.kty.as_str(),
+            key.crv.as_str(),
+            key.alg.as_str(),
+            key.r#use.as_str()
+        ),
+        ("OKP", "Ed25519", "EdDSA", "sig")
+    );
 
     // A verifier that knows only the JWKS document accepts the token.
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks.jwks_json).unwrap();
@@ -39,7 +47,10 @@ async fn access_tokens_verify_offline_against_the_published_key_set() {
     assert_eq!(claims["sub"], admin.id);
     assert_eq!(claims["acc"], admin.account_id);
     assert_eq!(claims["role"], "account_administrator");
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 15 * 60);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        15 * 60
+    );
 }
 
 #[tokio::test]
@@ -47,7 +58,9 @@ async fn validate_token_answers_services_with_the_claims() {
     let server = TestServer::start().await;
     let (_, admin) = server.create_account("Acme", "admin@acme.test").await;
     let token = server.token_for(&admin);
-    let request = |t: &str| proto::ValidateTokenRequest { access_token: t.to_owned() };
+    let request = |t: &str| proto::ValidateTokenRequest {
+        access_token: t.to_owned(),
+    };
     let info = server
         .auth()
         .validate_token(with_token(DAM, request(&token)))
@@ -63,17 +76,26 @@ async fn validate_token_answers_services_with_the_claims() {
     let mut tampered = token.clone();
     tampered.replace_range(tampered.len() - 4.., "AAAA");
     assert_error(
-        server.auth().validate_token(with_token(DAM, request(&tampered))).await,
+        server
+            .auth()
+            .validate_token(with_token(DAM, request(&tampered)))
+            .await,
         Code::Unauthenticated,
         "ACCESS_TOKEN_INVALID",
     );
     assert_error(
-        server.auth().validate_token(tonic::Request::new(request(&token))).await,
+        server
+            .auth()
+            .validate_token(tonic::Request::new(request(&token)))
+            .await,
         Code::Unauthenticated,
         "CREDENTIALS_MISSING",
     );
     let status = assert_error(
-        server.auth().validate_token(with_token(DAM, request(""))).await,
+        server
+            .auth()
+            .validate_token(with_token(DAM, request("")))
+            .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
@@ -87,18 +109,34 @@ async fn tokens_expire_after_fifteen_minutes_of_server_time() {
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
     let token = server.token_for(&admin);
-    let get = || with_token(&token, proto::GetAccountRequest { account_id: account.id.clone() });
+    let get = || {
+        with_token(
+            &token,
+            proto::GetAccountRequest {
+                account_id: account.id.clone(),
+            },
+        )
+    };
     server.accounts().get_account(get()).await.unwrap();
 
     server.clock.advance(chrono::Duration::minutes(14));
     server.accounts().get_account(get()).await.unwrap();
 
     server.clock.advance(chrono::Duration::minutes(1));
-    assert_error(server.accounts().get_account(get()).await, Code::Unauthenticated, "TOKEN_EXPIRED");
+    assert_error(
+        server.accounts().get_account(get()).await,
+        Code::Unauthenticated,
+        "TOKEN_EXPIRED",
+    );
     assert_error(
         server
             .auth()
-            .validate_token(with_token(DAM, proto::ValidateTokenRequest { access_token: token.clone() }))
+            .validate_token(with_token(
+                DAM,
+                proto::ValidateTokenRequest {
+                    access_token: token.clone(),
+                },
+            ))
             .await,
         Code::Unauthenticated,
         "ACCESS_TOKEN_EXPIRED",
@@ -114,7 +152,12 @@ async fn tokens_signed_by_another_key_are_refused() {
     assert_error(
         server
             .accounts()
-            .get_account(with_token(&foreign, proto::GetAccountRequest { account_id: account.id.clone() }))
+            .get_account(with_token(
+                &foreign,
+                proto::GetAccountRequest {
+                    account_id: account.id.clone(),
+                },
+            ))
             .await,
         Code::Unauthenticated,
         "CREDENTIALS_INVALID",
@@ -132,8 +175,18 @@ async fn unbuilt_rpcs_say_what_is_missing() {
         Code::Unimplemented,
         "NOT_IMPLEMENTED",
     );
-    assert!(status.message().contains("identity.v1.UserService/ListUsers"), "{}", status.message());
-    assert!(status.message().contains("user management"), "{}", status.message());
+    assert!(
+        status
+            .message()
+            .contains("identity.v1.UserService/ListUsers"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("user management"),
+        "{}",
+        status.message()
+    );
     // Public RPCs that are not built yet answer the same way without credentials.
     let status = assert_error(
         server.auth().login(proto::LoginRequest::default()).await,

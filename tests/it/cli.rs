@@ -19,7 +19,9 @@ fn grpcurl() -> PathBuf {
     if installed.exists() {
         return installed;
     }
-    let found = std::process::Command::new("grpcurl").arg("-version").output();
+    let found = std::process::Command::new("grpcurl")
+        .arg("-version")
+        .output();
     assert!(
         found.is_ok(),
         "grpcurl is needed for the end-to-end test: run the suite with `tests/run`, which installs it \
@@ -85,13 +87,21 @@ impl Running {
             }
             all
         });
-        Self { child, stdout, addr, stderr }
+        Self {
+            child,
+            stdout,
+            addr,
+            stderr,
+        }
     }
 
     /// Sends SIGTERM, checks a clean exit, and returns everything the process printed.
     pub async fn stop(mut self) -> String {
         let pid = self.child.id().unwrap();
-        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
@@ -107,7 +117,10 @@ impl Running {
 fn run_printed(line: &str) -> (bool, String) {
     let words = shell_words(line.trim());
     assert_eq!(words[0], "grpcurl", "{line}");
-    let output = std::process::Command::new(grpcurl()).args(&words[1..]).output().unwrap();
+    let output = std::process::Command::new(grpcurl())
+        .args(&words[1..])
+        .output()
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -175,7 +188,10 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
         "identity.v1.GroupService",
         "identity.v1.UserService",
     ] {
-        assert!(list.lines().any(|l| l == service), "{service} missing from:\n{list}");
+        assert!(
+            list.lines().any(|l| l == service),
+            "{service} missing from:\n{list}"
+        );
     }
 
     // The operator line creates an account; the administrator line reads the bootstrap account.
@@ -183,7 +199,10 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
     assert!(ok, "{created}");
     let created: serde_json::Value = serde_json::from_str(&created).unwrap();
     assert_eq!(created["account"]["name"], "Acme");
-    assert_eq!(created["administrator"]["status"], "MEMBERSHIP_STATUS_INVITED");
+    assert_eq!(
+        created["administrator"]["status"],
+        "MEMBERSHIP_STATUS_INVITED"
+    );
     let (ok, read) = run_printed(&printed[2]);
     assert!(ok, "{read}");
     let read: serde_json::Value = serde_json::from_str(&read).unwrap();
@@ -191,22 +210,42 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
 
     // describe works through reflection, and errors carry readable details.
     let describe = std::process::Command::new(grpcurl())
-        .args(["-plaintext", &running.addr, "describe", "identity.v1.UserService.CreateUser"])
+        .args([
+            "-plaintext",
+            &running.addr,
+            "describe",
+            "identity.v1.UserService.CreateUser",
+        ])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&describe.stdout).contains("rpc CreateUser"));
     let denied = std::process::Command::new(grpcurl())
-        .args(["-plaintext", &running.addr, "identity.v1.AccountService/GetAccount"])
+        .args([
+            "-plaintext",
+            &running.addr,
+            "identity.v1.AccountService/GetAccount",
+        ])
         .output()
         .unwrap();
     let denied = String::from_utf8_lossy(&denied.stderr);
-    assert!(denied.contains("Unauthenticated") && denied.contains("CREDENTIALS_MISSING"), "{denied}");
+    assert!(
+        denied.contains("Unauthenticated") && denied.contains("CREDENTIALS_MISSING"),
+        "{denied}"
+    );
 
     let output = running.stop().await;
     // A second start reuses the data: same bootstrap account, the old admin line still works.
     let again = Running::start(&env).await;
-    let bootstrap_line = again.stdout.iter().find(|l| l.contains("bootstrap account")).unwrap().clone();
-    assert!(output.contains(bootstrap_line.trim()), "bootstrap account changed: {bootstrap_line}");
+    let bootstrap_line = again
+        .stdout
+        .iter()
+        .find(|l| l.contains("bootstrap account"))
+        .unwrap()
+        .clone();
+    assert!(
+        output.contains(bootstrap_line.trim()),
+        "bootstrap account changed: {bootstrap_line}"
+    );
     again.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -215,6 +254,14 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
 fn printed_lines_split_like_a_shell() {
     assert_eq!(
         shell_words("grpcurl -H 'authorization: Bearer x' -d '{\"a\": 1}' host m"),
-        ["grpcurl", "-H", "authorization: Bearer x", "-d", "{\"a\": 1}", "host", "m"]
+        [
+            "grpcurl",
+            "-H",
+            "authorization: Bearer x",
+            "-d",
+            "{\"a\": 1}",
+            "host",
+            "m"
+        ]
     );
 }

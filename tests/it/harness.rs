@@ -4,7 +4,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use identity::{
-    auth::{keys::{TokenSubject, generate_ed25519}, secret_token},
+    auth::{
+        keys::{TokenSubject, generate_ed25519},
+        secret_token,
+    },
     build_app,
     clock::ManualClock,
     config::{Config, Database, Secret, ServiceTokenConfig},
@@ -96,7 +99,9 @@ impl TestDb {
     }
 
     pub async fn store(&self) -> Store {
-        Store::connect(&self.database, 8).await.expect("connect to the test database")
+        Store::connect(&self.database, 8)
+            .await
+            .expect("connect to the test database")
     }
 }
 
@@ -107,7 +112,9 @@ impl Drop for TestDb {
         };
         // Drop runs inside the test's runtime; the drop query gets a runtime of its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 use sea_orm::ConnectionTrait;
                 let admin = admin_connection().await;
@@ -135,7 +142,11 @@ pub fn test_config(database: Database) -> Config {
     config.signing_keys = vec![generate_ed25519("test-key").unwrap()];
     config.service_tokens = vec![
         token("ops", OPERATOR, &["accounts.operate"]),
-        token("dam", DAM, &["access.check", "access.share", "audit.write", "users.read"]),
+        token(
+            "dam",
+            DAM,
+            &["access.check", "access.share", "audit.write", "users.read"],
+        ),
         token("reader", READER, &["users.read"]),
     ];
     config.health_interval = Duration::from_millis(100);
@@ -174,7 +185,9 @@ impl TestServer {
         };
         store.migrate().await.expect("migrate");
         let clock = Arc::new(ManualClock::default());
-        let (app, _) = build_app(config, store, clock.clone()).await.expect("build the app");
+        let (app, _) = build_app(config, store, clock.clone())
+            .await
+            .expect("build the app");
         let listener = server::bind(app.config.listen_addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -254,11 +267,19 @@ impl TestServer {
             amr: vec!["pwd".to_owned()],
             email: email.to_owned(),
         };
-        self.app.keys.issue(&subject, self.clock.now_utc()).unwrap().0
+        self.app
+            .keys
+            .issue(&subject, self.clock.now_utc())
+            .unwrap()
+            .0
     }
 
     /// Creates an account as the operator; returns the account and its first administrator.
-    pub async fn create_account(&self, name: &str, admin_email: &str) -> (proto::Account, proto::User) {
+    pub async fn create_account(
+        &self,
+        name: &str,
+        admin_email: &str,
+    ) -> (proto::Account, proto::User) {
         let response = self
             .accounts()
             .create_account(with_token(
@@ -324,13 +345,22 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     status
         .get_error_details()
         .bad_request()
-        .map(|br| br.field_violations.iter().map(|v| v.field.clone()).collect())
+        .map(|br| {
+            br.field_violations
+                .iter()
+                .map(|v| v.field.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Asserts a call failed with `code` and `ErrorInfo.reason`.
 #[track_caller]
-pub fn assert_error<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: tonic::Code, expected_reason: &str) -> tonic::Status {
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    expected_reason: &str,
+) -> tonic::Status {
     let status = result.expect_err("the call should have failed");
     assert_eq!(status.code(), code, "status: {status:?}");
     assert_eq!(reason(&status), expected_reason, "status: {status:?}");

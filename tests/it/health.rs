@@ -9,7 +9,9 @@ use crate::harness::*;
 pub async fn status_of(server: &TestServer, service: &str) -> ServingStatus {
     let response = server
         .health()
-        .check(HealthCheckRequest { service: service.to_owned() })
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -35,7 +37,9 @@ async fn every_service_reports_serving() {
     }
     let unknown = server
         .health()
-        .check(HealthCheckRequest { service: "nope.Service".into() })
+        .check(HealthCheckRequest {
+            service: "nope.Service".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
@@ -57,7 +61,9 @@ async fn shutdown_turns_health_not_serving_before_the_server_stops() {
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let status = health
-            .check(HealthCheckRequest { service: "identity.v1.UserService".into() })
+            .check(HealthCheckRequest {
+                service: "identity.v1.UserService".into(),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -67,7 +73,10 @@ async fn shutdown_turns_health_not_serving_before_the_server_stops() {
             break;
         }
     }
-    assert!(seen_not_serving, "health never turned NOT_SERVING during the drain");
+    assert!(
+        seen_not_serving,
+        "health never turned NOT_SERVING during the drain"
+    );
     stopping.await.unwrap().unwrap();
     // After the drain the port is closed.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());

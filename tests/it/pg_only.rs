@@ -15,7 +15,12 @@ use crate::health::wait_for;
 async fn health_follows_the_database() {
     let db = Arc::new(TestDb::postgres().await);
     let server = TestServer::start_on(db.clone(), |_| {}).await;
-    wait_for(&server, "identity.v1.AccountService", ServingStatus::Serving).await;
+    wait_for(
+        &server,
+        "identity.v1.AccountService",
+        ServingStatus::Serving,
+    )
+    .await;
 
     // Cut the service off its database: no new connections, existing ones killed.
     let name = db.pg_name().unwrap().to_owned();
@@ -36,14 +41,24 @@ async fn health_follows_the_database() {
         .await
         .unwrap();
     wait_for(&server, "", ServingStatus::NotServing).await;
-    wait_for(&server, "identity.v1.AccountService", ServingStatus::NotServing).await;
+    wait_for(
+        &server,
+        "identity.v1.AccountService",
+        ServingStatus::NotServing,
+    )
+    .await;
 
     admin
         .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
         .await
         .unwrap();
     wait_for(&server, "", ServingStatus::Serving).await;
-    wait_for(&server, "identity.v1.AccountService", ServingStatus::Serving).await;
+    wait_for(
+        &server,
+        "identity.v1.AccountService",
+        ServingStatus::Serving,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -71,7 +86,11 @@ async fn concurrent_retries_of_one_create_make_one_account() {
         ..Default::default()
     };
     let calls = (0..10).map(|i| {
-        let mut client = if i % 2 == 0 { one.accounts() } else { two.accounts() };
+        let mut client = if i % 2 == 0 {
+            one.accounts()
+        } else {
+            two.accounts()
+        };
         let request = request.clone();
         async move { client.create_account(with_token(OPERATOR, request)).await }
     });
@@ -117,7 +136,10 @@ async fn production_mode_refuses_an_unmigrated_database_and_prints_no_secrets() 
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("identity migrate"), "{stderr}");
-    assert!(!stderr.contains(url.expose()), "the database URL leaked: {stderr}");
+    assert!(
+        !stderr.contains(url.expose()),
+        "the database URL leaked: {stderr}"
+    );
 
     let migrated = tokio::process::Command::new(binary())
         .arg("migrate")
@@ -125,7 +147,11 @@ async fn production_mode_refuses_an_unmigrated_database_and_prints_no_secrets() 
         .output()
         .await
         .unwrap();
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
 
     let running = Running::start(&env).await;
     let output = running.stop().await;
