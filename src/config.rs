@@ -99,6 +99,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often the database is pinged for the health status.
     pub health_interval: Duration,
+    /// Base of the links in emails (invitations, password resets), e.g. `https://app.example.com`.
+    pub public_url: String,
+    /// How often the outbox worker looks for due emails.
+    pub outbox_interval: Duration,
 }
 
 impl Config {
@@ -186,6 +190,14 @@ impl Config {
             ),
             health_interval: Duration::from_millis(
                 env.parse("IDENTITY_HEALTH_INTERVAL_MS")?.unwrap_or(2000),
+            ),
+            public_url: env
+                .get("IDENTITY_PUBLIC_URL")
+                .unwrap_or_else(|| "http://localhost:3000".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            outbox_interval: Duration::from_millis(
+                env.parse("IDENTITY_OUTBOX_INTERVAL_MS")?.unwrap_or(1000),
             ),
         })
     }

@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod email;
 pub mod grpc;
 pub mod proto;
 pub mod server;

@@ -12,6 +12,9 @@ use crate::auth::{authenticator::Authenticator, keys::KeySet, service_tokens::Se
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::accounts::Accounts;
+use crate::domain::groups::Groups;
+use crate::domain::users::Users;
+use crate::email::{ConsoleMailer, Mailer, outbox};
 use crate::grpc;
 use crate::proto;
 use crate::store::Store;
@@ -36,6 +39,9 @@ pub struct App {
     pub keys: Arc<KeySet>,
     pub authenticator: Arc<Authenticator>,
     pub accounts: Accounts,
+    pub users: Users,
+    pub groups: Groups,
+    pub mailer: Arc<dyn Mailer>,
 }
 
 impl App {
@@ -53,6 +59,8 @@ impl App {
             clock.clone(),
         ));
         let accounts = Accounts::new(store.clone(), clock.clone(), config.default_limits);
+        let users = Users::new(store.clone(), clock.clone());
+        let groups = Groups::new(store.clone(), clock.clone());
         Self {
             config: Arc::new(config),
             store,
@@ -60,6 +68,9 @@ impl App {
             keys,
             authenticator,
             accounts,
+            users,
+            groups,
+            mailer: Arc::new(ConsoleMailer),
         }
     }
 }
@@ -138,6 +149,13 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1().context("reflection v1")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("reflection v1alpha")?;
 
+    let outbox_worker = outbox::spawn_worker(
+        app.store.clone(),
+        app.mailer.clone(),
+        app.clock.clone(),
+        app.config.outbox_interval,
+    );
+
     let delay = app.config.shutdown_delay;
     let grace = app.config.shutdown_grace;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -191,6 +209,7 @@ pub async fn serve(
     };
     monitor.abort();
     drain.abort();
+    outbox_worker.abort();
     result
 }
 

@@ -82,6 +82,18 @@ pub struct Requirement {
     pub scope: Scope,
 }
 
+/// Managing users and groups: administrators, services with `users.manage`, operators.
+pub const MANAGE_USERS: Requirement = Requirement {
+    permission: Some(Permission::UsersManage),
+    scope: Scope::UsersManage,
+};
+
+/// Reading users and groups: administrators, services with `users.read`, operators.
+pub const READ_USERS: Requirement = Requirement {
+    permission: Some(Permission::UsersManage),
+    scope: Scope::UsersRead,
+};
+
 impl Actor {
     /// Support tooling with `accounts.operate`.
     pub fn is_operator(&self) -> bool {

@@ -4,6 +4,8 @@
 
 pub mod accounts;
 pub mod entities;
+pub mod locks;
+pub mod pagination;
 
 use std::time::Duration;
 

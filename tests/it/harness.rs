@@ -150,6 +150,7 @@ pub fn test_config(database: Database) -> Config {
         token("reader", READER, &["users.read"]),
     ];
     config.health_interval = Duration::from_millis(100);
+    config.outbox_interval = Duration::from_millis(50);
     config.shutdown_delay = Duration::from_millis(0);
     config.shutdown_grace = Duration::from_secs(5);
     config

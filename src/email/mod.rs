@@ -1,0 +1,59 @@
+//! Email: the transactional outbox (queued in the same transaction as the change that caused
+//! it), the templates, the transports (a console transport for development and tests), and the
+//! worker that delivers due emails.
+
+pub mod outbox;
+pub mod templates;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// An email ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedEmail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Why a send failed: retried later, or never (a bad address, a rejected message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("temporary failure: {0}")]
+    Retryable(String),
+    #[error("rejected: {0}")]
+    Permanent(String),
+}
+
+/// A transport. Returns the provider's message id.
+pub trait Mailer: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        email: &'a RenderedEmail,
+    ) -> Pin<Box<dyn Future<Output = Result<String, SendError>> + Send + 'a>>;
+}
+
+/// Prints every email to the log (development and tests). Links and codes are printed: this
+/// transport exists so a developer can follow them; production uses SES.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConsoleMailer;
+
+impl Mailer for ConsoleMailer {
+    fn send<'a>(
+        &'a self,
+        email: &'a RenderedEmail,
+    ) -> Pin<Box<dyn Future<Output = Result<String, SendError>> + Send + 'a>> {
+        Box::pin(async move {
+            let id = format!("console-{}", uuid::Uuid::now_v7());
+            tracing::info!(
+                to = %email.to,
+                subject = %email.subject,
+                message_id = %id,
+                "email (console transport):\n{}",
+                email.text
+            );
+            Ok(id)
+        })
+    }
+}
