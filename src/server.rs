@@ -58,8 +58,13 @@ impl App {
             service_tokens,
             clock.clone(),
         ));
-        let accounts = Accounts::new(store.clone(), clock.clone(), config.default_limits);
-        let users = Users::new(store.clone(), clock.clone());
+        let accounts = Accounts::new(
+            store.clone(),
+            clock.clone(),
+            config.default_limits,
+            config.public_url.clone(),
+        );
+        let users = Users::new(store.clone(), clock.clone(), config.public_url.clone());
         let groups = Groups::new(store.clone(), clock.clone());
         Self {
             config: Arc::new(config),

@@ -60,9 +60,14 @@ impl MigrationTrait for Migration {
                     .table("memberships")
                     .col(uuid("account_id"))
                     .col(uuid("user_id"))
+                    // The person's lower-cased email, copied here (emails are immutable) so the
+                    // account's users are listed in email order by one index range scan.
+                    .col(string_len("email_key", 320))
                     .col(string_len("role", 40))
                     .col(string_len("status", 16))
                     .col(uuid_null("invited_by"))
+                    // When the invitation was accepted; `EnableUser` returns to ACTIVE only then.
+                    .col(timestamp_with_time_zone_null("accepted_at"))
                     .col(timestamp_with_time_zone_null("last_login_at"))
                     .col(big_integer("version").default(1))
                     .col(timestamp_with_time_zone("created_at"))

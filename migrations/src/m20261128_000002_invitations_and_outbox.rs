@@ -72,7 +72,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        // ListUsers filters by role and status within an account, in user id order.
+        // ListUsers pages through an account's users in email order, optionally by role or status.
+        manager
+            .create_index(
+                Index::create()
+                    .name("memberships_account_email_idx")
+                    .table("memberships")
+                    .col("account_id")
+                    .col("email_key")
+                    .col("user_id")
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_index(
                 Index::create()
@@ -80,7 +91,7 @@ impl MigrationTrait for Migration {
                     .table("memberships")
                     .col("account_id")
                     .col("role")
-                    .col("user_id")
+                    .col("email_key")
                     .to_owned(),
             )
             .await?;
@@ -91,7 +102,7 @@ impl MigrationTrait for Migration {
                     .table("memberships")
                     .col("account_id")
                     .col("status")
-                    .col("user_id")
+                    .col("email_key")
                     .to_owned(),
             )
             .await?;

@@ -33,6 +33,7 @@ pub struct Accounts {
     store: Store,
     clock: SharedClock,
     defaults: DefaultLimits,
+    public_url: String,
 }
 
 /// Checks a cap given by support; `field` names it in the violation.
@@ -43,15 +44,21 @@ pub fn check_limit(violations: &mut Violations, field: &str, value: i32, min: i3
 }
 
 impl Accounts {
-    pub fn new(store: Store, clock: SharedClock, defaults: DefaultLimits) -> Self {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        defaults: DefaultLimits,
+        public_url: String,
+    ) -> Self {
         Self {
             store,
             clock,
             defaults,
+            public_url,
         }
     }
 
-    /// Operators create accounts; the first administrator is recorded as an invited member.
+    /// Operators create accounts; the first administrator is invited (membership, link, email).
     pub async fn create(
         &self,
         actor: &Actor,
@@ -79,6 +86,7 @@ impl Accounts {
                     admin_display_name: input.admin_display_name,
                     idempotency,
                 },
+                super::users::invitation_link(&self.public_url),
                 self.clock.now(),
             )
             .await

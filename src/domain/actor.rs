@@ -88,9 +88,10 @@ pub const MANAGE_USERS: Requirement = Requirement {
     scope: Scope::UsersManage,
 };
 
-/// Reading users and groups: administrators, services with `users.read`, operators.
+/// Reading users and groups: any member of the account (people pick share subjects from them),
+/// services with `users.read` (or `users.manage`), operators.
 pub const READ_USERS: Requirement = Requirement {
-    permission: Some(Permission::UsersManage),
+    permission: None,
     scope: Scope::UsersRead,
 };
 
@@ -119,8 +120,11 @@ impl Actor {
         match self {
             Actor::Anonymous => Err(unauthenticated()),
             Actor::Service(service) => {
+                let manage_covers_read =
+                    need.scope == Scope::UsersRead && service.scopes.contains(&Scope::UsersManage);
                 if service.scopes.contains(&Scope::AccountsOperate)
                     || service.scopes.contains(&need.scope)
+                    || manage_covers_read
                 {
                     Ok(())
                 } else {

@@ -5,10 +5,12 @@ use prost_types::{FieldMask, Timestamp};
 
 use crate::domain::error::Violations;
 use crate::domain::roles::Role;
+use crate::domain::users::UserEtag;
 use crate::domain::validate;
 use crate::proto;
 use crate::store::accounts::status;
 use crate::store::entities::{account, membership, user};
+use crate::store::users::Member;
 
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -91,8 +93,34 @@ pub fn user(
         update_time: Some(timestamp(membership.updated_at.max(person.updated_at))),
         last_login_time: membership.last_login_at.map(timestamp),
         // Person and membership change independently; either change moves the etag.
-        etag: format!("{}", membership.version * 1_000_000 + person.version),
+        etag: UserEtag {
+            membership: membership.version,
+            person: person.version,
+        }
+        .to_string(),
         invitation_expire_time: None,
+    }
+}
+
+/// A member as the API shows it.
+pub fn member(member: &Member) -> proto::User {
+    proto::User {
+        invitation_expire_time: member
+            .invitation_expires_at
+            .filter(|_| member.membership.status == status::INVITED)
+            .map(timestamp),
+        ..user(&member.person, &member.membership, member.enforce_mfa)
+    }
+}
+
+/// A membership status named in a request filter: unspecified means any.
+pub fn status_filter(value: i32) -> Result<Option<&'static str>, String> {
+    match proto::MembershipStatus::try_from(value) {
+        Ok(proto::MembershipStatus::Unspecified) => Ok(None),
+        Ok(proto::MembershipStatus::Invited) => Ok(Some(status::INVITED)),
+        Ok(proto::MembershipStatus::Active) => Ok(Some(status::ACTIVE)),
+        Ok(proto::MembershipStatus::Disabled) => Ok(Some(status::DISABLED)),
+        Err(_) => Err(format!("{value} is not a known status")),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod authn;
 pub mod convert;
 pub mod status;
 pub mod unbuilt;
+pub mod user_service;
 
 use crate::proto;
 use crate::server::App;
@@ -31,8 +32,11 @@ pub fn auth_service(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-pub fn user_service(_app: &App) -> proto::user_service_server::UserServiceServer<unbuilt::UserApi> {
-    proto::user_service_server::UserServiceServer::new(unbuilt::UserApi)
+pub fn user_service(
+    app: &App,
+) -> proto::user_service_server::UserServiceServer<user_service::UserApi> {
+    proto::user_service_server::UserServiceServer::new(user_service::UserApi::new(app))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 pub fn group_service(

@@ -44,26 +44,6 @@ macro_rules! unbuilt_rpcs {
     };
 }
 
-/// `UserService`: user management (users, roles, invitations).
-#[derive(Debug, Clone, Copy)]
-pub struct UserApi;
-
-#[tonic::async_trait]
-impl proto::user_service_server::UserService for UserApi {
-    unbuilt_rpcs! { "UserService", "user management (users, roles, invitations)":
-        create_user(CreateUser, CreateUserRequest, CreateUserResponse);
-        get_user(GetUser, GetUserRequest, GetUserResponse);
-        list_users(ListUsers, ListUsersRequest, ListUsersResponse);
-        update_user(UpdateUser, UpdateUserRequest, UpdateUserResponse);
-        delete_user(DeleteUser, DeleteUserRequest, DeleteUserResponse);
-        resend_invitation(ResendInvitation, ResendInvitationRequest, ResendInvitationResponse);
-        disable_user(DisableUser, DisableUserRequest, DisableUserResponse);
-        enable_user(EnableUser, EnableUserRequest, EnableUserResponse);
-        get_my_profile(GetMyProfile, GetMyProfileRequest, GetMyProfileResponse);
-        update_my_profile(UpdateMyProfile, UpdateMyProfileRequest, UpdateMyProfileResponse);
-    }
-}
-
 /// `GroupService`: user groups.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupApi;

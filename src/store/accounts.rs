@@ -8,18 +8,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{account, idempotency_key, membership, user};
-use super::{Store, unique_violation};
+use super::entities::{account, membership, user};
+use super::users::{NewLink, invite};
+use super::{Store, idempotency};
 use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::roles::Role;
 
-/// A create's idempotency key: who asked for what, under which `request_id`.
-#[derive(Debug, Clone)]
-pub struct Idempotency {
-    pub scope: String,
-    pub request_id: String,
-    pub fingerprint: String,
-}
+pub use super::idempotency::Idempotency;
 
 #[derive(Debug, Clone)]
 pub struct NewAccount {
@@ -61,6 +56,7 @@ impl Store {
     pub async fn create_account(
         &self,
         new: NewAccount,
+        link: NewLink,
         now: DateTime<Utc>,
     ) -> DomainResult<CreatedAccount> {
         if let Some(key) = &new.idempotency
@@ -68,18 +64,10 @@ impl Store {
         {
             return Ok(existing);
         }
-        match self.insert_account(&new, now).await {
-            Err(DomainError::Internal(source))
-                if source
-                    .downcast_ref::<sea_orm::DbErr>()
-                    .and_then(unique_violation)
-                    == Some("idempotency_keys_pkey") =>
-            {
+        match self.insert_account(&new, &link, now).await {
+            Err(err) if idempotency::is_conflict(&err) => {
                 // The same request ran concurrently and won: answer with its result.
-                let key = new
-                    .idempotency
-                    .as_ref()
-                    .ok_or_else(|| DomainError::Internal(source))?;
+                let key = new.idempotency.as_ref().ok_or(err)?;
                 self.replay_account(key).await?.ok_or_else(|| {
                     DomainError::internal(anyhow::anyhow!("idempotency key without account"))
                 })
@@ -89,20 +77,10 @@ impl Store {
     }
 
     async fn replay_account(&self, key: &Idempotency) -> DomainResult<Option<CreatedAccount>> {
-        let Some(row) =
-            idempotency_key::Entity::find_by_id((key.scope.clone(), key.request_id.clone()))
-                .one(&self.db)
-                .await?
-        else {
+        let Some(resource_id) = idempotency::replay(&self.db, key).await? else {
             return Ok(None);
         };
-        if row.fingerprint != key.fingerprint {
-            return Err(DomainError::FailedPrecondition {
-                reason: reason::REQUEST_ID_REUSED,
-                message: "this request_id was already used for a different request".to_owned(),
-            });
-        }
-        let account_id = Uuid::parse_str(&row.resource_id).map_err(DomainError::internal)?;
+        let account_id = Uuid::parse_str(&resource_id).map_err(DomainError::internal)?;
         let account = account::Entity::find_by_id(account_id)
             .one(&self.db)
             .await?
@@ -120,20 +98,13 @@ impl Store {
     async fn insert_account(
         &self,
         new: &NewAccount,
+        link: &NewLink,
         now: DateTime<Utc>,
     ) -> DomainResult<CreatedAccount> {
         let txn = self.db.begin().await?;
         let account_id = Uuid::now_v7();
         if let Some(key) = &new.idempotency {
-            idempotency_key::Entity::insert(idempotency_key::ActiveModel {
-                scope: Set(key.scope.clone()),
-                request_id: Set(key.request_id.clone()),
-                fingerprint: Set(key.fingerprint.clone()),
-                resource_id: Set(account_id.to_string()),
-                created_at: Set(now),
-            })
-            .exec_without_returning(&txn)
-            .await?;
+            idempotency::record(&txn, key, &account_id.to_string(), now).await?;
         }
         let account = account::Model {
             id: account_id,
@@ -162,9 +133,11 @@ impl Store {
         let membership = membership::Model {
             account_id,
             user_id: admin.id,
+            email_key: admin.email_key.clone(),
             role: Role::AccountAdministrator.as_str().to_owned(),
             status: status::INVITED.to_owned(),
             invited_by: None,
+            accepted_at: None,
             last_login_at: None,
             version: 1,
             created_at: now,
@@ -173,6 +146,7 @@ impl Store {
         membership::Entity::insert(membership::ActiveModel::from(membership.clone()))
             .exec_without_returning(&txn)
             .await?;
+        invite(&txn, &account, &admin, None, "Support", link, now).await?;
         txn.commit().await?;
         Ok(CreatedAccount {
             account,

@@ -4,8 +4,10 @@
 
 pub mod accounts;
 pub mod entities;
+pub mod idempotency;
 pub mod locks;
 pub mod pagination;
+pub mod users;
 
 use std::time::Duration;
 

@@ -167,10 +167,13 @@ async fn tokens_signed_by_another_key_are_refused() {
 #[tokio::test]
 async fn unbuilt_rpcs_say_what_is_missing() {
     let server = TestServer::start().await;
+    let mut audit = proto::audit_service_client::AuditServiceClient::new(server.channel());
     let status = assert_error(
-        server
-            .users()
-            .list_users(with_token(OPERATOR, proto::ListUsersRequest::default()))
+        audit
+            .list_audit_events(with_token(
+                OPERATOR,
+                proto::ListAuditEventsRequest::default(),
+            ))
             .await,
         Code::Unimplemented,
         "NOT_IMPLEMENTED",
@@ -178,12 +181,12 @@ async fn unbuilt_rpcs_say_what_is_missing() {
     assert!(
         status
             .message()
-            .contains("identity.v1.UserService/ListUsers"),
+            .contains("identity.v1.AuditService/ListAuditEvents"),
         "{}",
         status.message()
     );
     assert!(
-        status.message().contains("user management"),
+        status.message().contains("the audit log"),
         "{}",
         status.message()
     );

@@ -48,6 +48,8 @@ pub fn backend() -> Backend {
 pub struct TestDb {
     pub database: Database,
     pg_name: Option<String>,
+    /// Replicas on one database share their signing key, as in production.
+    signing_key: identity::config::SigningKeyConfig,
 }
 
 async fn admin_connection() -> sea_orm::DatabaseConnection {
@@ -70,6 +72,7 @@ impl TestDb {
                     url: "sqlite::memory:".to_owned(),
                 },
                 pg_name: None,
+                signing_key: generate_ed25519("test-key").unwrap(),
             },
             Backend::Postgres => Self::postgres().await,
         }
@@ -91,6 +94,7 @@ impl TestDb {
                 url: Secret::new(url.to_string()),
             },
             pg_name: Some(name),
+            signing_key: generate_ed25519("test-key").unwrap(),
         }
     }
 
@@ -130,16 +134,16 @@ impl Drop for TestDb {
 }
 
 /// A configuration for tests: a fresh signing key, the test service tokens, fast health checks.
-pub fn test_config(database: Database) -> Config {
+pub fn test_config(db: &TestDb) -> Config {
     let token = |name: &str, token: &str, scopes: &[&str]| ServiceTokenConfig {
         name: name.to_owned(),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         sha256: secret_token::digest_hex(token),
     };
     let mut config = Config::from_lookup(|_| None).expect("default config");
-    config.database = database;
+    config.database = db.database.clone();
     config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.signing_keys = vec![generate_ed25519("test-key").unwrap()];
+    config.signing_keys = vec![db.signing_key.clone()];
     config.service_tokens = vec![
         token("ops", OPERATOR, &["accounts.operate"]),
         token(
@@ -176,7 +180,7 @@ impl TestServer {
     /// Starts on `db` (shared by several servers in the replica tests), migrated as `identity
     /// migrate` does, with `adjust` applied to the test configuration.
     pub async fn start_on(db: Arc<TestDb>, adjust: impl FnOnce(&mut Config)) -> Self {
-        let mut config = test_config(db.database.clone());
+        let mut config = test_config(&db);
         adjust(&mut config);
         let store = if let Database::Sqlite { .. } = db.database {
             // In-memory SQLite lives in its one connection: migrate through the server's own store.
@@ -307,6 +311,54 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// Fixtures for states that later flows reach (accepting an invitation, setting a password);
+/// they write the same rows those flows write.
+impl TestServer {
+    pub async fn activate(&self, user: &proto::User) {
+        use identity::store::entities::membership;
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        let now = self.clock.now_utc();
+        membership::Entity::update(membership::ActiveModel {
+            account_id: Set(user.account_id.parse().unwrap()),
+            user_id: Set(user.id.parse().unwrap()),
+            status: Set("active".to_owned()),
+            accepted_at: Set(Some(now)),
+            ..Default::default()
+        })
+        .exec(self.app.store.connection())
+        .await
+        .unwrap();
+    }
+
+    pub async fn give_password(&self, user_id: &str) {
+        use identity::store::entities::user;
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        user::Entity::update(user::ActiveModel {
+            id: Set(user_id.parse().unwrap()),
+            password_hash: Set(Some(
+                "$argon2id$v=19$m=19456,t=2,p=1$fixture$fixture".to_owned(),
+            )),
+            ..Default::default()
+        })
+        .exec(self.app.store.connection())
+        .await
+        .unwrap();
+    }
+
+    /// The emails queued for `to`, oldest first.
+    pub async fn emails_to(&self, to: &str) -> Vec<identity::store::entities::outbox_email::Model> {
+        use identity::store::entities::outbox_email;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        outbox_email::Entity::find()
+            .filter(outbox_email::Column::Recipient.eq(to))
+            .order_by_asc(outbox_email::Column::CreatedAt)
+            .order_by_asc(outbox_email::Column::Id)
+            .all(self.app.store.connection())
+            .await
+            .unwrap()
     }
 }
 

@@ -11,3 +11,4 @@ mod callers;
 mod cli;
 mod health;
 mod pg_only;
+mod users;

@@ -8,9 +8,12 @@ pub struct Model {
     pub account_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub user_id: Uuid,
+    /// The person's lower-cased email (immutable), for listing in email order.
+    pub email_key: String,
     pub role: String,
     pub status: String,
     pub invited_by: Option<Uuid>,
+    pub accepted_at: Option<DateTimeUtc>,
     pub last_login_at: Option<DateTimeUtc>,
     pub version: i64,
     pub created_at: DateTimeUtc,

@@ -1,0 +1,331 @@
+//! `identity.v1.UserService`.
+
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::consistency_token;
+use crate::domain::error::{DomainError, Violations};
+use crate::domain::users::{CreateUser, UserEtag, Users};
+use crate::domain::validate;
+use crate::proto::{self, user_service_server::UserService};
+use crate::server::App;
+use crate::store::users::{MemberChange, MemberFilter};
+
+use super::authn::actor;
+use super::convert;
+
+pub struct UserApi {
+    users: Users,
+}
+
+impl UserApi {
+    pub fn new(app: &App) -> Self {
+        Self {
+            users: app.users.clone(),
+        }
+    }
+}
+
+/// Returned when a checked field is missing after `Violations::finish` passed: a bug, not input.
+fn unreachable_missing() -> Status {
+    DomainError::internal(anyhow::anyhow!("validated field missing")).into()
+}
+
+/// `account_id` and `user_id`, both required UUIDs.
+fn ids(v: &mut Violations, account_id: &str, user_id: &str) -> (Option<Uuid>, Option<Uuid>) {
+    (
+        v.check("account_id", validate::id(account_id)),
+        v.check("user_id", validate::id(user_id)),
+    )
+}
+
+#[tonic::async_trait]
+impl UserService for UserApi {
+    async fn create_user(
+        &self,
+        request: Request<proto::CreateUserRequest>,
+    ) -> Result<Response<proto::CreateUserResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let email = v.check("email", validate::email(&req.email));
+        let display_name = if req.display_name.trim().is_empty() {
+            Some(None)
+        } else {
+            v.check("display_name", validate::name(&req.display_name).map(Some))
+        };
+        let role = v.check("role", convert::role_from_proto(req.role));
+        let request_id = v.check("request_id", validate::request_id(&req.request_id));
+        v.finish()?;
+        let (
+            Some(account_id),
+            Some((email, email_key)),
+            Some(display_name),
+            Some(role),
+            Some(request_id),
+        ) = (account_id, email, display_name, role, request_id)
+        else {
+            return Err(unreachable_missing());
+        };
+        let member = self
+            .users
+            .create(
+                &actor,
+                account_id,
+                CreateUser {
+                    email,
+                    email_key,
+                    display_name,
+                    role,
+                    request_id,
+                },
+            )
+            .await?;
+        Ok(Response::new(proto::CreateUserResponse {
+            user: Some(convert::member(&member)),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<proto::GetUserRequest>,
+    ) -> Result<Response<proto::GetUserResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let (account_id, user_id) = ids(&mut v, &req.account_id, &req.user_id);
+        v.finish()?;
+        let (Some(account_id), Some(user_id)) = (account_id, user_id) else {
+            return Err(unreachable_missing());
+        };
+        let member = self.users.get(&actor, account_id, user_id).await?;
+        Ok(Response::new(proto::GetUserResponse {
+            user: Some(convert::member(&member)),
+        }))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<proto::ListUsersRequest>,
+    ) -> Result<Response<proto::ListUsersResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let role = if req.role == proto::Role::Unspecified as i32 {
+            Some(None)
+        } else {
+            v.check("role", convert::role_from_proto(req.role).map(Some))
+        };
+        let status = v.check("status", convert::status_filter(req.status));
+        if req.email_prefix.chars().count() > validate::MAX_EMAIL_LEN {
+            v.add(
+                "email_prefix",
+                format!("must be at most {} characters", validate::MAX_EMAIL_LEN),
+            );
+        }
+        let group_id = if req.group_id.is_empty() {
+            Some(None)
+        } else {
+            v.check("group_id", validate::id(&req.group_id).map(Some))
+        };
+        if req.page_size < 0 {
+            v.add("page_size", "must not be negative");
+        }
+        v.finish()?;
+        let (Some(account_id), Some(role), Some(status), Some(group_id)) =
+            (account_id, role, status, group_id)
+        else {
+            return Err(unreachable_missing());
+        };
+        let prefix = req.email_prefix.trim().to_lowercase();
+        let filter = MemberFilter {
+            role,
+            status,
+            email_prefix: (!prefix.is_empty()).then_some(prefix),
+            group_id,
+        };
+        let (members, next_page_token) = self
+            .users
+            .list(&actor, account_id, filter, req.page_size, &req.page_token)
+            .await?;
+        Ok(Response::new(proto::ListUsersResponse {
+            users: members.iter().map(convert::member).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<proto::UpdateUserRequest>,
+    ) -> Result<Response<proto::UpdateUserResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let user = req.user.unwrap_or_default();
+        let user_id = v.check("user.id", validate::id(&user.id));
+        let paths =
+            convert::mask_paths(&mut v, req.update_mask.as_ref(), &["display_name", "role"]);
+        let mut change = MemberChange::default();
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => {
+                    change.display_name =
+                        v.check("user.display_name", validate::name(&user.display_name))
+                }
+                "role" => change.role = v.check("user.role", convert::role_from_proto(user.role)),
+                _ => {}
+            }
+        }
+        let etag = v.check("etag", UserEtag::parse(&req.etag));
+        v.finish()?;
+        let (Some(account_id), Some(user_id), Some(etag)) = (account_id, user_id, etag) else {
+            return Err(unreachable_missing());
+        };
+        let (member, revision) = self
+            .users
+            .update(&actor, account_id, user_id, change, etag)
+            .await?;
+        Ok(Response::new(proto::UpdateUserResponse {
+            user: Some(convert::member(&member)),
+            consistency_token: revision.map(consistency_token).unwrap_or_default(),
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<proto::DeleteUserRequest>,
+    ) -> Result<Response<proto::DeleteUserResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let (account_id, user_id) = ids(&mut v, &req.account_id, &req.user_id);
+        let etag = v.check("etag", UserEtag::parse(&req.etag));
+        v.finish()?;
+        let (Some(account_id), Some(user_id), Some(etag)) = (account_id, user_id, etag) else {
+            return Err(unreachable_missing());
+        };
+        let revision = self
+            .users
+            .delete(&actor, account_id, user_id, etag, req.allow_missing)
+            .await?;
+        Ok(Response::new(proto::DeleteUserResponse {
+            consistency_token: revision.map(consistency_token).unwrap_or_default(),
+        }))
+    }
+
+    async fn resend_invitation(
+        &self,
+        request: Request<proto::ResendInvitationRequest>,
+    ) -> Result<Response<proto::ResendInvitationResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let (account_id, user_id) = ids(&mut v, &req.account_id, &req.user_id);
+        v.finish()?;
+        let (Some(account_id), Some(user_id)) = (account_id, user_id) else {
+            return Err(unreachable_missing());
+        };
+        let member = self
+            .users
+            .resend_invitation(&actor, account_id, user_id)
+            .await?;
+        Ok(Response::new(proto::ResendInvitationResponse {
+            user: Some(convert::member(&member)),
+        }))
+    }
+
+    async fn disable_user(
+        &self,
+        request: Request<proto::DisableUserRequest>,
+    ) -> Result<Response<proto::DisableUserResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let (user, consistency_token) = self
+            .set_disabled(&actor, &req.account_id, &req.user_id, &req.etag, true)
+            .await?;
+        Ok(Response::new(proto::DisableUserResponse {
+            user: Some(user),
+            consistency_token,
+        }))
+    }
+
+    async fn enable_user(
+        &self,
+        request: Request<proto::EnableUserRequest>,
+    ) -> Result<Response<proto::EnableUserResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let (user, consistency_token) = self
+            .set_disabled(&actor, &req.account_id, &req.user_id, &req.etag, false)
+            .await?;
+        Ok(Response::new(proto::EnableUserResponse {
+            user: Some(user),
+            consistency_token,
+        }))
+    }
+
+    async fn get_my_profile(
+        &self,
+        request: Request<proto::GetMyProfileRequest>,
+    ) -> Result<Response<proto::GetMyProfileResponse>, Status> {
+        let member = self.users.my_profile(&actor(&request)).await?;
+        Ok(Response::new(proto::GetMyProfileResponse {
+            user: Some(convert::member(&member)),
+        }))
+    }
+
+    async fn update_my_profile(
+        &self,
+        request: Request<proto::UpdateMyProfileRequest>,
+    ) -> Result<Response<proto::UpdateMyProfileResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let user = req.user.unwrap_or_default();
+        let paths = convert::mask_paths(&mut v, req.update_mask.as_ref(), &["display_name"]);
+        let display_name = if paths.iter().any(|p| p == "display_name") {
+            v.check("user.display_name", validate::name(&user.display_name))
+        } else {
+            None
+        };
+        let etag = v.check("etag", UserEtag::parse(&req.etag));
+        v.finish()?;
+        let Some(etag) = etag else {
+            return Err(unreachable_missing());
+        };
+        let member = self
+            .users
+            .update_my_profile(&actor, display_name, etag)
+            .await?;
+        Ok(Response::new(proto::UpdateMyProfileResponse {
+            user: Some(convert::member(&member)),
+        }))
+    }
+}
+
+impl UserApi {
+    async fn set_disabled(
+        &self,
+        actor: &crate::domain::actor::Actor,
+        account_id: &str,
+        user_id: &str,
+        etag: &str,
+        disable: bool,
+    ) -> Result<(proto::User, String), Status> {
+        let mut v = Violations::new();
+        let (account_id, user_id) = ids(&mut v, account_id, user_id);
+        let etag = v.check("etag", UserEtag::parse(etag));
+        v.finish()?;
+        let (Some(account_id), Some(user_id), Some(etag)) = (account_id, user_id, etag) else {
+            return Err(unreachable_missing());
+        };
+        let (member, revision) = self
+            .users
+            .set_disabled(actor, account_id, user_id, disable, etag)
+            .await?;
+        Ok((convert::member(&member), consistency_token(revision)))
+    }
+}

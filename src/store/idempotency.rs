@@ -1,0 +1,66 @@
+//! `request_id` on creates: the first request's result is recorded with a fingerprint of the
+//! request; a retry returns it, the same id with other content is refused.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+
+use super::entities::idempotency_key;
+use super::unique_violation;
+use crate::domain::error::{DomainError, DomainResult, reason};
+
+/// Who asked for what, under which `request_id`.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The operation and the caller, e.g. `CreateUser/<account>/user:<id>`.
+    pub scope: String,
+    pub request_id: String,
+    /// SHA-256 of the request's content.
+    pub fingerprint: String,
+}
+
+/// The id of what the first request with this key created, if there was one.
+pub async fn replay(
+    conn: &impl ConnectionTrait,
+    key: &Idempotency,
+) -> DomainResult<Option<String>> {
+    let Some(row) =
+        idempotency_key::Entity::find_by_id((key.scope.clone(), key.request_id.clone()))
+            .one(conn)
+            .await?
+    else {
+        return Ok(None);
+    };
+    if row.fingerprint != key.fingerprint {
+        return Err(DomainError::FailedPrecondition {
+            reason: reason::REQUEST_ID_REUSED,
+            message: "this request_id was already used for a different request".to_owned(),
+        });
+    }
+    Ok(Some(row.resource_id))
+}
+
+/// Records the key in the creating transaction. Two concurrent requests with one key collide on
+/// the key's primary key: the loser's transaction fails with `is_conflict`, and it then replays.
+pub async fn record(
+    conn: &impl ConnectionTrait,
+    key: &Idempotency,
+    resource_id: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    idempotency_key::Entity::insert(idempotency_key::ActiveModel {
+        scope: Set(key.scope.clone()),
+        request_id: Set(key.request_id.clone()),
+        fingerprint: Set(key.fingerprint.clone()),
+        resource_id: Set(resource_id.to_owned()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// True when `err` is the collision of a concurrent request with the same key.
+pub fn is_conflict(err: &DomainError) -> bool {
+    matches!(err, DomainError::Internal(source)
+        if source.downcast_ref::<sea_orm::DbErr>().and_then(unique_violation) == Some("idempotency_keys_pkey"))
+}
