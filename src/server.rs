@@ -11,6 +11,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::auth::{authenticator::Authenticator, keys::KeySet, service_tokens::ServiceTokens};
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::domain::access::Access;
 use crate::domain::accounts::Accounts;
 use crate::domain::groups::Groups;
 use crate::domain::users::Users;
@@ -41,6 +42,7 @@ pub struct App {
     pub accounts: Accounts,
     pub users: Users,
     pub groups: Groups,
+    pub access: Access,
     pub mailer: Arc<dyn Mailer>,
 }
 
@@ -66,6 +68,7 @@ impl App {
         );
         let users = Users::new(store.clone(), clock.clone(), config.public_url.clone());
         let groups = Groups::new(store.clone(), clock.clone());
+        let store_for_access = store.clone();
         Self {
             config: Arc::new(config),
             store,
@@ -75,6 +78,7 @@ impl App {
             accounts,
             users,
             groups,
+            access: Access::new(store_for_access),
             mailer: Arc::new(ConsoleMailer),
         }
     }

@@ -1,6 +1,7 @@
 //! The rules of the product: no SQL and no transport here. Store entities are used as plain
 //! data; queries live in `store`.
 
+pub mod access;
 pub mod accounts;
 pub mod actor;
 pub mod error;

@@ -2,6 +2,7 @@
 //! once), takes the `Actor` the authentication layer resolved, converts to domain input and calls
 //! one domain function; `?` maps the domain error to a status.
 
+pub mod access_service;
 pub mod account_service;
 pub mod auth_service;
 pub mod authn;
@@ -46,9 +47,10 @@ pub fn group_service(
 }
 
 pub fn access_service(
-    _app: &App,
-) -> proto::access_service_server::AccessServiceServer<unbuilt::AccessApi> {
-    proto::access_service_server::AccessServiceServer::new(unbuilt::AccessApi)
+    app: &App,
+) -> proto::access_service_server::AccessServiceServer<access_service::AccessApi> {
+    proto::access_service_server::AccessServiceServer::new(access_service::AccessApi::new(app))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 pub fn audit_service(

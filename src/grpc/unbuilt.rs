@@ -63,24 +63,6 @@ impl proto::group_service_server::GroupService for GroupApi {
     }
 }
 
-/// `AccessService`: sharing and access checks.
-#[derive(Debug, Clone, Copy)]
-pub struct AccessApi;
-
-#[tonic::async_trait]
-impl proto::access_service_server::AccessService for AccessApi {
-    unbuilt_rpcs! { "AccessService", "sharing and access checks":
-        share_resource(ShareResource, ShareResourceRequest, ShareResourceResponse);
-        revoke_share(RevokeShare, RevokeShareRequest, RevokeShareResponse);
-        list_resource_shares(ListResourceShares, ListResourceSharesRequest, ListResourceSharesResponse);
-        list_shared_with_user(ListSharedWithUser, ListSharedWithUserRequest, ListSharedWithUserResponse);
-        check_access(CheckAccess, CheckAccessRequest, CheckAccessResponse);
-        batch_check_access(BatchCheckAccess, BatchCheckAccessRequest, BatchCheckAccessResponse);
-        explain_access(ExplainAccess, ExplainAccessRequest, ExplainAccessResponse);
-        list_my_permissions(ListMyPermissions, ListMyPermissionsRequest, ListMyPermissionsResponse);
-    }
-}
-
 /// `AuditService`: the audit log.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditApi;
