@@ -8,18 +8,12 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{account, idempotency_key, membership, user};
-use super::{Store, unique_violation};
+use super::entities::{account, membership, user};
+use super::{Store, idempotency};
 use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::roles::Role;
 
-/// A create's idempotency key: who asked for what, under which `request_id`.
-#[derive(Debug, Clone)]
-pub struct Idempotency {
-    pub scope: String,
-    pub request_id: String,
-    pub fingerprint: String,
-}
+pub use super::idempotency::Idempotency;
 
 #[derive(Debug, Clone)]
 pub struct NewAccount {
@@ -68,41 +62,22 @@ impl Store {
         {
             return Ok(existing);
         }
-        match self.insert_account(&new, now).await {
-            Err(DomainError::Internal(source))
-                if source
-                    .downcast_ref::<sea_orm::DbErr>()
-                    .and_then(unique_violation)
-                    == Some("idempotency_keys_pkey") =>
-            {
+        match (self.insert_account(&new, now).await, &new.idempotency) {
+            (Err(err), Some(key)) if idempotency::lost_race(&err) => {
                 // The same request ran concurrently and won: answer with its result.
-                let key = new
-                    .idempotency
-                    .as_ref()
-                    .ok_or_else(|| DomainError::Internal(source))?;
                 self.replay_account(key).await?.ok_or_else(|| {
                     DomainError::internal(anyhow::anyhow!("idempotency key without account"))
                 })
             }
-            other => other,
+            (result, _) => result,
         }
     }
 
     async fn replay_account(&self, key: &Idempotency) -> DomainResult<Option<CreatedAccount>> {
-        let Some(row) =
-            idempotency_key::Entity::find_by_id((key.scope.clone(), key.request_id.clone()))
-                .one(&self.db)
-                .await?
-        else {
+        let Some(resource_id) = idempotency::recorded(&self.db, key).await? else {
             return Ok(None);
         };
-        if row.fingerprint != key.fingerprint {
-            return Err(DomainError::FailedPrecondition {
-                reason: reason::REQUEST_ID_REUSED,
-                message: "this request_id was already used for a different request".to_owned(),
-            });
-        }
-        let account_id = Uuid::parse_str(&row.resource_id).map_err(DomainError::internal)?;
+        let account_id = Uuid::parse_str(&resource_id).map_err(DomainError::internal)?;
         let account = account::Entity::find_by_id(account_id)
             .one(&self.db)
             .await?
@@ -125,15 +100,7 @@ impl Store {
         let txn = self.db.begin().await?;
         let account_id = Uuid::now_v7();
         if let Some(key) = &new.idempotency {
-            idempotency_key::Entity::insert(idempotency_key::ActiveModel {
-                scope: Set(key.scope.clone()),
-                request_id: Set(key.request_id.clone()),
-                fingerprint: Set(key.fingerprint.clone()),
-                resource_id: Set(account_id.to_string()),
-                created_at: Set(now),
-            })
-            .exec_without_returning(&txn)
-            .await?;
+            idempotency::record(&txn, key, &account_id.to_string(), now).await?;
         }
         let account = account::Model {
             id: account_id,
