@@ -236,6 +236,68 @@ impl TestServer {
         proto::user_service_client::UserServiceClient::new(self.channel())
     }
 
+    pub fn groups(&self) -> proto::group_service_client::GroupServiceClient<Channel> {
+        proto::group_service_client::GroupServiceClient::new(self.channel())
+    }
+
+    /// FIXTURE, to be replaced by `UserService.CreateUser` once it is served: writes an ACTIVE
+    /// member straight into the database (the person, the membership, `accounts.user_count`).
+    pub async fn add_member(&self, account_id: &str, email: &str, role: Role) -> proto::User {
+        use identity::store::entities::{account, membership, user};
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+        let now = self.clock.now_utc();
+        let account_id: Uuid = account_id.parse().unwrap();
+        let person = user::Model {
+            id: Uuid::now_v7(),
+            email: email.to_owned(),
+            email_key: email.to_lowercase(),
+            display_name: email.split('@').next().unwrap().to_owned(),
+            password_hash: None,
+            mfa_enabled: false,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let member = membership::Model {
+            account_id,
+            user_id: person.id,
+            role: role.as_str().to_owned(),
+            status: "active".to_owned(),
+            invited_by: None,
+            last_login_at: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = self.app.store.connection().begin().await.unwrap();
+        user::Entity::insert(user::ActiveModel::from(person.clone()))
+            .exec_without_returning(&txn)
+            .await
+            .unwrap();
+        membership::Entity::insert(membership::ActiveModel::from(member.clone()))
+            .exec_without_returning(&txn)
+            .await
+            .unwrap();
+        account::Entity::update_many()
+            .col_expr(
+                account::Column::UserCount,
+                Expr::col(account::Column::UserCount).add(1),
+            )
+            .filter(account::Column::Id.eq(account_id))
+            .exec(&txn)
+            .await
+            .unwrap();
+        let enforce_mfa = account::Entity::find_by_id(account_id)
+            .one(&txn)
+            .await
+            .unwrap()
+            .expect("the account exists")
+            .enforce_mfa;
+        txn.commit().await.unwrap();
+        identity::grpc::convert::user(&person, &member, enforce_mfa)
+    }
+
     pub fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
         tonic_health::pb::health_client::HealthClient::new(self.channel())
     }

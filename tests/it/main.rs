@@ -9,5 +9,6 @@ mod harness;
 mod accounts;
 mod callers;
 mod cli;
+mod groups;
 mod health;
 mod pg_only;
