@@ -167,17 +167,19 @@ impl GroupService for GroupApi {
             }
         };
         let input = req.group.unwrap_or_default();
-        let mut change = GroupChange::default();
-        for path in &paths {
-            match path.as_str() {
-                "name" => change.name = v.check("group.name", groups::name(&input.name)),
-                "description" => {
-                    change.description =
-                        v.check("group.description", groups::description(&input.description))
-                }
-                _ => {}
-            }
-        }
+        let masked = |path: &str| paths.iter().any(|p| p == path);
+        let change = GroupChange {
+            name: if masked("name") {
+                v.check("group.name", groups::name(&input.name))
+            } else {
+                None
+            },
+            description: if masked("description") {
+                v.check("group.description", groups::description(&input.description))
+            } else {
+                None
+            },
+        };
         v.finish()?;
         let (Some(account_id), Some(group_id), Some(etag)) = (account_id, group_id, etag) else {
             return Err(missing());

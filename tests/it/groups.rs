@@ -361,6 +361,12 @@ async fn administrators_and_user_managers_manage_groups_other_roles_are_denied()
         Code::Unauthenticated,
         "CREDENTIALS_MISSING",
     );
+    // Support tooling on an account that does not exist.
+    assert_error(
+        create(&server, OPERATOR, &Uuid::now_v7().to_string(), "Nowhere").await,
+        Code::NotFound,
+        "ACCOUNT_NOT_FOUND",
+    );
     // Nothing was created by the refused calls.
     assert_eq!(stored_account(&server, id).await.group_count, 3);
     let all = list(&server, &admin, id, "", 0, "").await.unwrap();
@@ -676,6 +682,27 @@ async fn bad_names_are_refused_with_a_field_violation() {
         "INVALID_ARGUMENT",
     );
     assert_eq!(violated_fields(&status), ["group.name"]);
+    let status = assert_error(
+        update(
+            &server,
+            &admin,
+            id,
+            Group {
+                id: "not-a-uuid".into(),
+                description: "d".repeat(1025),
+                ..Default::default()
+            },
+            &["name", "description"],
+            "",
+        )
+        .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(
+        violated_fields(&status),
+        ["group.id", "group.name", "group.description"]
+    );
 }
 
 #[tokio::test]
