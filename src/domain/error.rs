@@ -22,6 +22,10 @@ pub mod reason {
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL";
     pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
+    pub const USER_NOT_FOUND: &str = "USER_NOT_FOUND";
+    pub const GROUP_NOT_FOUND: &str = "GROUP_NOT_FOUND";
+    pub const GROUP_NAME_TAKEN: &str = "GROUP_NAME_TAKEN";
+    pub const GROUP_LIMIT_REACHED: &str = "GROUP_LIMIT_REACHED";
 }
 
 /// One bad field of a request: the path of the field (`settings.enforce_mfa`) and what is wrong.
@@ -126,6 +130,13 @@ pub enum DomainError {
     Unimplemented { message: String },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// `error` with `google.rpc.ErrorInfo.metadata` entries, where an RPC's contract names them
+    /// (e.g. `max_groups` on GROUP_LIMIT_REACHED).
+    #[error("{error}")]
+    WithMetadata {
+        error: Box<DomainError>,
+        metadata: Vec<(&'static str, String)>,
+    },
 }
 
 impl DomainError {
@@ -180,6 +191,23 @@ impl DomainError {
 
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         Self::Internal(source.into())
+    }
+
+    /// Adds an `ErrorInfo.metadata` entry to this error.
+    pub fn with_metadata(self, key: &'static str, value: impl Into<String>) -> Self {
+        match self {
+            Self::WithMetadata {
+                error,
+                mut metadata,
+            } => {
+                metadata.push((key, value.into()));
+                Self::WithMetadata { error, metadata }
+            }
+            error => Self::WithMetadata {
+                error: Box::new(error),
+                metadata: vec![(key, value.into())],
+            },
+        }
     }
 }
 

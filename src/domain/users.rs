@@ -18,8 +18,7 @@ use super::roles::Role;
 
 /// Stable `ErrorInfo.reason` values of user management.
 pub mod reason {
-    pub const USER_NOT_FOUND: &str = "USER_NOT_FOUND";
-    pub const GROUP_NOT_FOUND: &str = "GROUP_NOT_FOUND";
+    pub use crate::domain::error::reason::{GROUP_NOT_FOUND, USER_NOT_FOUND};
     pub const USER_ALREADY_MEMBER: &str = "USER_ALREADY_MEMBER";
     pub const USER_LIMIT_REACHED: &str = "USER_LIMIT_REACHED";
     pub const LAST_ADMINISTRATOR: &str = "LAST_ADMINISTRATOR";
@@ -96,6 +95,7 @@ pub fn user_limit_reached(max_users: i32) -> DomainError {
         ),
         retry_after: None,
     }
+    .with_metadata("max_users", max_users.to_string())
 }
 
 pub fn user_not_found() -> DomainError {

@@ -7,6 +7,7 @@ pub mod account_service;
 pub mod auth_service;
 pub mod authn;
 pub mod convert;
+pub mod group_service;
 pub mod status;
 pub mod unbuilt;
 pub mod user_service;
@@ -41,9 +42,10 @@ pub fn user_service(
 }
 
 pub fn group_service(
-    _app: &App,
-) -> proto::group_service_server::GroupServiceServer<unbuilt::GroupApi> {
-    proto::group_service_server::GroupServiceServer::new(unbuilt::GroupApi)
+    app: &App,
+) -> proto::group_service_server::GroupServiceServer<group_service::GroupApi> {
+    proto::group_service_server::GroupServiceServer::new(group_service::GroupApi::new(app))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 pub fn access_service(

@@ -76,6 +76,17 @@ impl From<DomainError> for Status {
             DomainError::Unimplemented { message } => {
                 status(Code::Unimplemented, reason::NOT_IMPLEMENTED, message)
             }
+            DomainError::WithMetadata { error, metadata } => {
+                let status = Status::from(*error);
+                let mut details = status.get_error_details();
+                let (reason, mut entries) = details
+                    .error_info()
+                    .map(|info| (info.reason.clone(), info.metadata.clone()))
+                    .unwrap_or_default();
+                entries.extend(metadata.into_iter().map(|(k, v)| (k.to_owned(), v)));
+                details.set_error_info(reason, ERROR_DOMAIN, entries);
+                Status::with_error_details(status.code(), status.message(), details)
+            }
             DomainError::Internal(source) => {
                 // The cause goes to the log (with the request's trace id), never to the caller.
                 tracing::error!(error = format!("{source:#}"), "internal error");
@@ -128,6 +139,27 @@ mod tests {
         )));
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error");
+    }
+
+    #[test]
+    fn metadata_is_added_to_the_error_info() {
+        let status = Status::from(
+            DomainError::ResourceExhausted {
+                reason: "GROUP_LIMIT_REACHED",
+                message: "at most 5 groups".into(),
+                retry_after: None,
+            }
+            .with_metadata("max_groups", "5"),
+        );
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), "at most 5 groups");
+        let details = status.get_error_details();
+        let info = details.error_info().unwrap();
+        assert_eq!(info.reason, "GROUP_LIMIT_REACHED");
+        assert_eq!(
+            info.metadata.get("max_groups").map(String::as_str),
+            Some("5")
+        );
     }
 
     #[test]

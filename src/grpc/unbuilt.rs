@@ -44,25 +44,6 @@ macro_rules! unbuilt_rpcs {
     };
 }
 
-/// `GroupService`: user groups.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupApi;
-
-#[tonic::async_trait]
-impl proto::group_service_server::GroupService for GroupApi {
-    unbuilt_rpcs! { "GroupService", "user groups":
-        create_group(CreateGroup, CreateGroupRequest, CreateGroupResponse);
-        get_group(GetGroup, GetGroupRequest, GetGroupResponse);
-        list_groups(ListGroups, ListGroupsRequest, ListGroupsResponse);
-        update_group(UpdateGroup, UpdateGroupRequest, UpdateGroupResponse);
-        delete_group(DeleteGroup, DeleteGroupRequest, DeleteGroupResponse);
-        add_group_members(AddGroupMembers, AddGroupMembersRequest, AddGroupMembersResponse);
-        remove_group_members(RemoveGroupMembers, RemoveGroupMembersRequest, RemoveGroupMembersResponse);
-        list_group_members(ListGroupMembers, ListGroupMembersRequest, ListGroupMembersResponse);
-        list_user_groups(ListUserGroups, ListUserGroupsRequest, ListUserGroupsResponse);
-    }
-}
-
 /// `AuditService`: the audit log.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditApi;

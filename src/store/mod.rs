@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod entities;
+pub mod groups;
 pub mod idempotency;
 pub mod locks;
 pub mod pagination;

@@ -240,6 +240,43 @@ impl TestServer {
         proto::user_service_client::UserServiceClient::new(self.channel())
     }
 
+    pub fn groups(&self) -> proto::group_service_client::GroupServiceClient<Channel> {
+        proto::group_service_client::GroupServiceClient::new(self.channel())
+    }
+
+    /// A member of the account with `role`, added through CreateUser (as the operator) and
+    /// marked active.
+    pub async fn add_member(&self, account_id: &str, email: &str, role: Role) -> proto::User {
+        let role = match role {
+            Role::AccountAdministrator => proto::Role::AccountAdministrator,
+            Role::Developer => proto::Role::Developer,
+            Role::MediaLibraryFullAccess => proto::Role::MediaLibraryFullAccess,
+            Role::MediaLibraryViewOnly => proto::Role::MediaLibraryViewOnly,
+            Role::MediaLibraryRestricted => proto::Role::MediaLibraryRestricted,
+            Role::Finance => proto::Role::Finance,
+        };
+        let mut user = self
+            .users()
+            .create_user(with_token(
+                OPERATOR,
+                proto::CreateUserRequest {
+                    account_id: account_id.to_owned(),
+                    email: email.to_owned(),
+                    role: role as i32,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create user")
+            .into_inner()
+            .user
+            .unwrap();
+        self.activate(&user).await;
+        user.status = proto::MembershipStatus::Active as i32;
+        user.invitation_expire_time = None;
+        user
+    }
+
     pub fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
         tonic_health::pb::health_client::HealthClient::new(self.channel())
     }

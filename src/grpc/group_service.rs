@@ -1,0 +1,319 @@
+//! `identity.v1.GroupService`.
+
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::error::{DomainError, Violations};
+use crate::domain::groups::{self, Groups, MAX_MEMBERS_PER_CALL};
+use crate::domain::validate;
+use crate::proto::{self, group_service_server::GroupService};
+use crate::server::App;
+use crate::store::groups::{GroupChange, GroupWithCount};
+use crate::store::pagination;
+
+use super::authn::actor;
+use super::convert;
+
+pub struct GroupApi {
+    groups: Groups,
+}
+
+impl GroupApi {
+    pub fn new(app: &App) -> Self {
+        Self {
+            groups: app.groups.clone(),
+        }
+    }
+}
+
+/// A group as the API shows it.
+pub fn group(row: &GroupWithCount) -> proto::Group {
+    let group = &row.group;
+    proto::Group {
+        id: group.id.to_string(),
+        account_id: group.account_id.to_string(),
+        name: group.name.clone(),
+        description: group.description.clone(),
+        member_count: i32::try_from(row.member_count).unwrap_or(i32::MAX),
+        create_time: Some(convert::timestamp(group.created_at)),
+        update_time: Some(convert::timestamp(group.updated_at)),
+        etag: validate::etag_of(group.version),
+    }
+}
+
+fn missing() -> Status {
+    DomainError::internal(anyhow::anyhow!("validated field missing")).into()
+}
+
+/// `page_size` as the contract defines it (0: default; above the maximum: capped).
+fn page_size(v: &mut Violations, requested: i32) -> u64 {
+    match pagination::page_size(requested) {
+        Ok(size) => size,
+        Err(_) => {
+            v.add("page_size", "must not be negative");
+            pagination::DEFAULT_PAGE_SIZE
+        }
+    }
+}
+
+/// The 1 to 1000 person ids of a membership change, in request order. Each malformed id is a
+/// violation `user_ids[i]`; duplicates are kept here and ignored by the store.
+fn user_ids(v: &mut Violations, ids: &[String]) -> Vec<Uuid> {
+    if ids.is_empty() {
+        v.add("user_ids", "is required: 1 to 1000 user ids");
+        return Vec::new();
+    }
+    if ids.len() > MAX_MEMBERS_PER_CALL {
+        v.add(
+            "user_ids",
+            format!(
+                "has {} ids; at most {MAX_MEMBERS_PER_CALL} per call",
+                ids.len()
+            ),
+        );
+        return Vec::new();
+    }
+    ids.iter()
+        .enumerate()
+        .filter_map(|(i, id)| v.check(&format!("user_ids[{i}]"), validate::id(id)))
+        .collect()
+}
+
+#[tonic::async_trait]
+impl GroupService for GroupApi {
+    async fn create_group(
+        &self,
+        request: Request<proto::CreateGroupRequest>,
+    ) -> Result<Response<proto::CreateGroupResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let name = v.check("name", groups::name(&req.name));
+        let description = v.check("description", groups::description(&req.description));
+        let request_id = v.check("request_id", validate::request_id(&req.request_id));
+        v.finish()?;
+        let (Some(account_id), Some(name), Some(description), Some(request_id)) =
+            (account_id, name, description, request_id)
+        else {
+            return Err(missing());
+        };
+        let created = self
+            .groups
+            .create(&actor, account_id, name, description, request_id)
+            .await?;
+        Ok(Response::new(proto::CreateGroupResponse {
+            group: Some(group(&created)),
+        }))
+    }
+
+    async fn get_group(
+        &self,
+        request: Request<proto::GetGroupRequest>,
+    ) -> Result<Response<proto::GetGroupResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let group_id = v.check("group_id", validate::id(&req.group_id));
+        v.finish()?;
+        let (Some(account_id), Some(group_id)) = (account_id, group_id) else {
+            return Err(missing());
+        };
+        let found = self.groups.get(&actor, account_id, group_id).await?;
+        Ok(Response::new(proto::GetGroupResponse {
+            group: Some(group(&found)),
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<proto::ListGroupsRequest>,
+    ) -> Result<Response<proto::ListGroupsResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let size = page_size(&mut v, req.page_size);
+        v.finish()?;
+        let Some(account_id) = account_id else {
+            return Err(missing());
+        };
+        let page = self
+            .groups
+            .list(&actor, account_id, &req.name_prefix, size, &req.page_token)
+            .await?;
+        Ok(Response::new(proto::ListGroupsResponse {
+            groups: page.items.iter().map(group).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_group(
+        &self,
+        request: Request<proto::UpdateGroupRequest>,
+    ) -> Result<Response<proto::UpdateGroupResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let paths = convert::mask_paths(&mut v, req.update_mask.as_ref(), &["name", "description"]);
+        let etag = v.check("etag", validate::etag(&req.etag));
+        let group_id = match &req.group {
+            Some(input) => v.check("group.id", validate::id(&input.id)),
+            None => {
+                v.add("group", "is required");
+                None
+            }
+        };
+        let input = req.group.unwrap_or_default();
+        let masked = |path: &str| paths.iter().any(|p| p == path);
+        let change = GroupChange {
+            name: if masked("name") {
+                v.check("group.name", groups::name(&input.name))
+            } else {
+                None
+            },
+            description: if masked("description") {
+                v.check("group.description", groups::description(&input.description))
+            } else {
+                None
+            },
+        };
+        v.finish()?;
+        let (Some(account_id), Some(group_id), Some(etag)) = (account_id, group_id, etag) else {
+            return Err(missing());
+        };
+        let updated = self
+            .groups
+            .update(&actor, account_id, group_id, change, etag)
+            .await?;
+        Ok(Response::new(proto::UpdateGroupResponse {
+            group: Some(group(&updated)),
+        }))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<proto::DeleteGroupRequest>,
+    ) -> Result<Response<proto::DeleteGroupResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let group_id = v.check("group_id", validate::id(&req.group_id));
+        let etag = v.check("etag", validate::etag(&req.etag));
+        v.finish()?;
+        let (Some(account_id), Some(group_id), Some(etag)) = (account_id, group_id, etag) else {
+            return Err(missing());
+        };
+        let consistency_token = self
+            .groups
+            .delete(&actor, account_id, group_id, etag, req.allow_missing)
+            .await?;
+        Ok(Response::new(proto::DeleteGroupResponse {
+            consistency_token,
+        }))
+    }
+
+    async fn add_group_members(
+        &self,
+        request: Request<proto::AddGroupMembersRequest>,
+    ) -> Result<Response<proto::AddGroupMembersResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let group_id = v.check("group_id", validate::id(&req.group_id));
+        let user_ids = user_ids(&mut v, &req.user_ids);
+        v.finish()?;
+        let (Some(account_id), Some(group_id)) = (account_id, group_id) else {
+            return Err(missing());
+        };
+        let changed = self
+            .groups
+            .add_members(&actor, account_id, group_id, &user_ids)
+            .await?;
+        Ok(Response::new(proto::AddGroupMembersResponse {
+            group: Some(group(&changed.group)),
+            consistency_token: changed.consistency_token,
+        }))
+    }
+
+    async fn remove_group_members(
+        &self,
+        request: Request<proto::RemoveGroupMembersRequest>,
+    ) -> Result<Response<proto::RemoveGroupMembersResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let group_id = v.check("group_id", validate::id(&req.group_id));
+        let user_ids = user_ids(&mut v, &req.user_ids);
+        v.finish()?;
+        let (Some(account_id), Some(group_id)) = (account_id, group_id) else {
+            return Err(missing());
+        };
+        let changed = self
+            .groups
+            .remove_members(&actor, account_id, group_id, &user_ids)
+            .await?;
+        Ok(Response::new(proto::RemoveGroupMembersResponse {
+            group: Some(group(&changed.group)),
+            consistency_token: changed.consistency_token,
+        }))
+    }
+
+    async fn list_group_members(
+        &self,
+        request: Request<proto::ListGroupMembersRequest>,
+    ) -> Result<Response<proto::ListGroupMembersResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let group_id = v.check("group_id", validate::id(&req.group_id));
+        let size = page_size(&mut v, req.page_size);
+        v.finish()?;
+        let (Some(account_id), Some(group_id)) = (account_id, group_id) else {
+            return Err(missing());
+        };
+        let page = self
+            .groups
+            .list_members(&actor, account_id, group_id, size, &req.page_token)
+            .await?;
+        Ok(Response::new(proto::ListGroupMembersResponse {
+            users: page
+                .members
+                .items
+                .iter()
+                .map(|(person, membership)| convert::user(person, membership, page.enforce_mfa))
+                .collect(),
+            next_page_token: page.members.next_page_token,
+        }))
+    }
+
+    async fn list_user_groups(
+        &self,
+        request: Request<proto::ListUserGroupsRequest>,
+    ) -> Result<Response<proto::ListUserGroupsResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let user_id = v.check("user_id", validate::id(&req.user_id));
+        let size = page_size(&mut v, req.page_size);
+        v.finish()?;
+        let (Some(account_id), Some(user_id)) = (account_id, user_id) else {
+            return Err(missing());
+        };
+        let page = self
+            .groups
+            .list_user_groups(&actor, account_id, user_id, size, &req.page_token)
+            .await?;
+        Ok(Response::new(proto::ListUserGroupsResponse {
+            groups: page.items.iter().map(group).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+}
