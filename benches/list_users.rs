@@ -126,7 +126,7 @@ async fn run(url: String) -> anyhow::Result<()> {
     db.execute_raw(Statement::from_sql_and_values(
         db.get_database_backend(),
         "INSERT INTO memberships (account_id, user_id, email_key, role, status, invited_by, accepted_at, last_login_at, version, created_at, updated_at) \
-         SELECT $1, id, email_key, 'developer', 'active', NULL, now(), NULL, 1, now(), now() FROM users WHERE email_key LIKE '%@bench.test'",
+         SELECT $1, id, email_key, 'developer', 'active', NULL, now(), NULL, 1, now(), now() FROM users WHERE email_key LIKE 'user%@bench.test'",
         [account.id.parse::<uuid::Uuid>()?.into()],
     ))
     .await?;

@@ -1133,3 +1133,217 @@ mod pg_only {
         assert_eq!(admins.len(), 1);
     }
 }
+
+async fn group_with(
+    server: &TestServer,
+    token: &str,
+    account_id: &str,
+    name: &str,
+    members: &[&User],
+) -> proto::Group {
+    let group = server
+        .groups()
+        .create_group(with_token(
+            token,
+            proto::CreateGroupRequest {
+                account_id: account_id.to_owned(),
+                name: name.to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap();
+    server
+        .groups()
+        .add_group_members(with_token(
+            token,
+            proto::AddGroupMembersRequest {
+                account_id: account_id.to_owned(),
+                group_id: group.id.clone(),
+                user_ids: members.iter().map(|u| u.id.clone()).collect(),
+            },
+        ))
+        .await
+        .unwrap();
+    group
+}
+
+async fn groups_of(server: &TestServer, token: &str, user: &User) -> Vec<String> {
+    server
+        .groups()
+        .list_user_groups(with_token(
+            token,
+            proto::ListUserGroupsRequest {
+                account_id: user.account_id.clone(),
+                user_id: user.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .groups
+        .into_iter()
+        .map(|g| g.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_role_change_takes_the_user_out_of_every_group() {
+    let server = TestServer::start().await;
+    let (account, token, _) = setup(&server).await;
+    let user = add(
+        &server,
+        &token,
+        &account.id,
+        "mover@acme.test",
+        proto::Role::MediaLibraryRestricted,
+    )
+    .await;
+    let stays = add(
+        &server,
+        &token,
+        &account.id,
+        "stays@acme.test",
+        proto::Role::MediaLibraryRestricted,
+    )
+    .await;
+    group_with(
+        &server,
+        &token,
+        &account.id,
+        "Marketing Team",
+        &[&user, &stays],
+    )
+    .await;
+    group_with(&server, &token, &account.id, "Sales Team", &[&user]).await;
+    assert_eq!(
+        groups_of(&server, &token, &user).await,
+        ["Marketing Team", "Sales Team"]
+    );
+
+    // A name change keeps the groups.
+    let mut renamed = user.clone();
+    renamed.display_name = "Mover".into();
+    server
+        .users()
+        .update_user(with_token(
+            &token,
+            update(&account.id, &renamed, &["display_name"], ""),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(groups_of(&server, &token, &user).await.len(), 2);
+
+    // A role change empties them, and says so with a newer consistency token.
+    let mut promoted = user.clone();
+    promoted.role = proto::Role::MediaLibraryFullAccess as i32;
+    let changed = server
+        .users()
+        .update_user(with_token(
+            &token,
+            update(&account.id, &promoted, &["role"], ""),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!changed.consistency_token.is_empty());
+    assert!(groups_of(&server, &token, &user).await.is_empty());
+    assert_eq!(groups_of(&server, &token, &stays).await, ["Marketing Team"]);
+}
+
+#[tokio::test]
+async fn users_list_by_group_and_leave_their_groups_when_removed() {
+    let server = TestServer::start().await;
+    let (account, token, _) = setup(&server).await;
+    let a = add(
+        &server,
+        &token,
+        &account.id,
+        "a@acme.test",
+        proto::Role::Developer,
+    )
+    .await;
+    let b = add(
+        &server,
+        &token,
+        &account.id,
+        "b@acme.test",
+        proto::Role::Developer,
+    )
+    .await;
+    add(
+        &server,
+        &token,
+        &account.id,
+        "c@acme.test",
+        proto::Role::Developer,
+    )
+    .await;
+    let group = group_with(&server, &token, &account.id, "Design", &[&a, &b]).await;
+    let in_group = |group_id: &str| proto::ListUsersRequest {
+        account_id: account.id.clone(),
+        group_id: group_id.to_owned(),
+        ..Default::default()
+    };
+    let listed = server
+        .users()
+        .list_users(with_token(&token, in_group(&group.id)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed
+            .users
+            .iter()
+            .map(|u| u.email.as_str())
+            .collect::<Vec<_>>(),
+        ["a@acme.test", "b@acme.test"]
+    );
+
+    server
+        .users()
+        .delete_user(with_token(
+            &token,
+            proto::DeleteUserRequest {
+                account_id: account.id.clone(),
+                user_id: a.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let listed = server
+        .users()
+        .list_users(with_token(&token, in_group(&group.id)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed
+            .users
+            .iter()
+            .map(|u| u.email.as_str())
+            .collect::<Vec<_>>(),
+        ["b@acme.test"]
+    );
+    let members = server
+        .groups()
+        .get_group(with_token(
+            &token,
+            proto::GetGroupRequest {
+                account_id: account.id.clone(),
+                group_id: group.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap()
+        .member_count;
+    assert_eq!(members, 1);
+}
