@@ -97,7 +97,7 @@ pub async fn bootstrap(app: &App, keys: &KeySet, operator_token: String) -> Resu
                 .create(
                     &operator,
                     CreateAccount {
-                        name: "Bootstrap account".to_owned(),
+                        name: "Bootstrap".to_owned(),
                         admin_email: BOOTSTRAP_ADMIN_EMAIL.to_owned(),
                         admin_email_key: BOOTSTRAP_ADMIN_EMAIL.to_owned(),
                         admin_display_name: "Bootstrap Administrator".to_owned(),

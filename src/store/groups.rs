@@ -170,6 +170,16 @@ impl Store {
         if let Some(key) = &new.idempotency {
             idempotency::record(&txn, key, &id.to_string(), now).await?;
         }
+        // A taken name is the more useful answer than a full account, so it is checked first
+        // (under the account lock, so no concurrent create can slip between).
+        let taken = group::Entity::find()
+            .filter(group::Column::AccountId.eq(new.account_id))
+            .filter(group::Column::NameKey.eq(new.name_key.as_str()))
+            .one(&txn)
+            .await?;
+        if taken.is_some() {
+            return Err(name_taken());
+        }
         if account.group_count >= account.max_groups {
             return Err(limit_reached(account.max_groups));
         }

@@ -118,13 +118,15 @@ impl Store {
     ) -> DomainResult<Member> {
         let txn = self.db.begin().await?;
         let account = lock_account(&txn, new.account_id).await?;
-        if account.user_count >= account.max_users {
-            return Err(rules::user_limit_reached(account.max_users));
-        }
         let person =
             find_or_create_person(&txn, &new.email, &new.email_key, &new.display_name, now).await?;
+        // The key before the cap: a concurrent retry then fails on the key (and replays the
+        // first result) instead of on the slot its twin has just taken.
         if let Some(key) = &new.idempotency {
             idempotency::record(&txn, key, &person.id.to_string(), now).await?;
+        }
+        if account.user_count >= account.max_users {
+            return Err(rules::user_limit_reached(account.max_users));
         }
         let membership = membership::Model {
             account_id: new.account_id,

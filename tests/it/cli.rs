@@ -206,7 +206,7 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
     let (ok, read) = run_printed(&printed[2]);
     assert!(ok, "{read}");
     let read: serde_json::Value = serde_json::from_str(&read).unwrap();
-    assert_eq!(read["account"]["name"], "Bootstrap account");
+    assert_eq!(read["account"]["name"], "Bootstrap");
 
     // describe works through reflection, and errors carry readable details.
     let describe = std::process::Command::new(grpcurl())

@@ -512,6 +512,12 @@ async fn the_group_cap_holds_until_support_raises_it() {
         Some(&"5".to_owned())
     );
     assert_eq!(stored_account(&server, id).await.group_count, 5);
+    // At the cap, a taken name still says so: it would fail whatever the cap.
+    assert_error(
+        create(&server, &admin, id, "group 0").await,
+        Code::AlreadyExists,
+        "GROUP_NAME_TAKEN",
+    );
 
     set_max_groups(&server, id, 6).await;
     // The refused attempt left nothing behind, not even its request_id.

@@ -1086,6 +1086,45 @@ mod pg_only {
     }
 
     #[tokio::test]
+    async fn concurrent_retries_at_the_cap_all_get_the_one_user() {
+        let db = Arc::new(TestDb::postgres().await);
+        let one = TestServer::start_on(db.clone(), |_| {}).await;
+        let two = TestServer::start_on(db.clone(), |_| {}).await;
+        let (account, token, _) = setup(&one).await;
+        one.accounts()
+            .set_account_limits(with_token(
+                OPERATOR,
+                proto::SetAccountLimitsRequest {
+                    account_id: account.id.clone(),
+                    max_users: Some(2),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+        let mut request = create(&account.id, "last-slot@acme.test", proto::Role::Developer);
+        request.request_id = Uuid::new_v4().to_string();
+        let calls = (0..10).map(|i| {
+            let mut client = if i % 2 == 0 { one.users() } else { two.users() };
+            let (request, token) = (request.clone(), token.clone());
+            async move { client.create_user(with_token(&token, request)).await }
+        });
+        let ids: std::collections::BTreeSet<String> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| {
+                r.expect("every retry gets the first result")
+                    .into_inner()
+                    .user
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        assert_eq!(ids.len(), 1);
+        assert_eq!(one.emails_to("last-slot@acme.test").await.len(), 1);
+    }
+
+    #[tokio::test]
     async fn two_administrators_demoting_each_other_at_once_leave_one() {
         let db = Arc::new(TestDb::postgres().await);
         let one = TestServer::start_on(db.clone(), |_| {}).await;
