@@ -375,10 +375,7 @@ impl Store {
         {
             rename_person(&txn, user_id, &name, member.person.version, now).await?;
         }
-        let updated = self
-            .find_member(&txn, account_id, user_id)
-            .await?
-            .ok_or_else(rules::user_not_found)?;
+        let updated = self.locked_member(&txn, account_id, user_id, None).await?;
         txn.commit().await?;
         Ok((updated, revision))
     }
@@ -453,10 +450,7 @@ impl Store {
             now,
         )
         .await?;
-        let updated = self
-            .find_member(&txn, account_id, user_id)
-            .await?
-            .ok_or_else(rules::user_not_found)?;
+        let updated = self.locked_member(&txn, account_id, user_id, None).await?;
         txn.commit().await?;
         Ok(updated)
     }
@@ -500,10 +494,7 @@ impl Store {
             .await?;
         }
         let revision = bump_access_revision(&txn, account_id).await?;
-        let updated = self
-            .find_member(&txn, account_id, user_id)
-            .await?
-            .ok_or_else(rules::user_not_found)?;
+        let updated = self.locked_member(&txn, account_id, user_id, None).await?;
         txn.commit().await?;
         Ok((updated, revision))
     }
@@ -522,10 +513,7 @@ impl Store {
         if name != member.person.display_name {
             rename_person(&txn, user_id, name, member.person.version, now).await?;
         }
-        let updated = self
-            .find_member(&txn, account_id, user_id)
-            .await?
-            .ok_or_else(rules::user_not_found)?;
+        let updated = self.locked_member(&txn, account_id, user_id, None).await?;
         txn.commit().await?;
         Ok(updated)
     }
