@@ -122,7 +122,7 @@ pub fn spawn_worker(
                 // More may be waiting: go again at once.
                 Ok(20) => continue,
                 Ok(_) => {}
-                Err(error) => tracing::warn!(error = %error, "outbox delivery failed; retrying"),
+                Err(error) => tracing::warn!(error = ?error, "outbox delivery failed; retrying"),
             }
             tokio::time::sleep(interval).await;
         }
