@@ -23,6 +23,18 @@ pub enum Email {
         link: String,
         expires_in_days: i64,
     },
+    /// The one-time code of a login (email MFA).
+    MfaCode {
+        code: String,
+        expires_in_minutes: i64,
+    },
+    /// A password reset link.
+    PasswordReset {
+        link: String,
+        expires_in_minutes: i64,
+    },
+    /// The password was changed (or reset): a notice, so a person who did not do it can react.
+    PasswordChanged,
 }
 
 impl Email {
@@ -30,6 +42,9 @@ impl Email {
         match self {
             Email::Invitation { .. } => "invitation",
             Email::AddedToAccount { .. } => "added_to_account",
+            Email::MfaCode { .. } => "mfa_code",
+            Email::PasswordReset { .. } => "password_reset",
+            Email::PasswordChanged => "password_changed",
         }
     }
 
@@ -38,9 +53,11 @@ impl Email {
         const GONE: &str = "[delivered]";
         let mut copy = self.clone();
         match &mut copy {
-            Email::Invitation { link, .. } | Email::AddedToAccount { link, .. } => {
-                *link = GONE.to_owned()
-            }
+            Email::Invitation { link, .. }
+            | Email::AddedToAccount { link, .. }
+            | Email::PasswordReset { link, .. } => *link = GONE.to_owned(),
+            Email::MfaCode { code, .. } => *code = GONE.to_owned(),
+            Email::PasswordChanged => {}
         }
         copy
     }
@@ -73,6 +90,39 @@ impl Email {
                     format!("{inviter} added you to the {account_name} account."),
                     format!("Accept with your existing password: {link}"),
                     format!("The link works once and expires in {expires_in_days} days."),
+                ],
+            ),
+            Email::MfaCode {
+                code,
+                expires_in_minutes,
+            } => (
+                format!("Your login code: {code}"),
+                vec![
+                    format!("Your login code is {code}."),
+                    format!(
+                        "It expires in {expires_in_minutes} minutes and works once. If you did not try to log in, change your password."
+                    ),
+                ],
+            ),
+            Email::PasswordReset {
+                link,
+                expires_in_minutes,
+            } => (
+                "Reset your password".to_owned(),
+                vec![
+                    format!("Choose a new password: {link}"),
+                    format!(
+                        "The link works once and expires in {expires_in_minutes} minutes. If you did not ask for it, ignore this email."
+                    ),
+                ],
+            ),
+            Email::PasswordChanged => (
+                "Your password was changed".to_owned(),
+                vec![
+                    "Your password was just changed, and your other sessions were signed out."
+                        .to_owned(),
+                    "If this was not you, reset your password now and contact your administrator."
+                        .to_owned(),
                 ],
             ),
         };
