@@ -49,6 +49,25 @@ pub fn dev_signing_keys(data_dir: &Path) -> Result<Vec<SigningKeyConfig>> {
     Ok(vec![config])
 }
 
+/// The secret key of the embedded mode, made once and kept in `data_dir`.
+pub fn dev_secret_key(data_dir: &Path) -> Result<Vec<u8>> {
+    let file = data_dir.join("secret-key");
+    if file.exists() {
+        let encoded = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        return crate::decode_secret_key(&encoded);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut bytes = vec![0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    use base64::Engine;
+    write_private(
+        &file,
+        &base64::engine::general_purpose::STANDARD.encode(&bytes),
+    )?;
+    Ok(bytes)
+}
+
 fn write_private(file: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -118,16 +137,35 @@ pub async fn bootstrap(app: &App, keys: &KeySet, operator_token: String) -> Resu
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the bootstrap administrator: {e}"))?
         .context("the bootstrap account has no administrator")?;
+    // A real session (12 hours), so the printed token behaves like a logged-in administrator's.
+    let now = app.clock.now();
+    let ttl = chrono::Duration::from_std(DEV_ADMIN_TOKEN_TTL)?;
+    let (session, _) = app
+        .store
+        .create_session(
+            crate::store::sessions::NewSession {
+                user_id: admin.id,
+                account_id,
+                amr: vec!["dev".to_owned()],
+                mfa_passed: true,
+                user_agent: Some("identity embedded mode".to_owned()),
+                ip_address: None,
+            },
+            now,
+            ttl,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the bootstrap session: {e}"))?;
     let (admin_token, _) = keys.issue_for(
         &TokenSubject {
             user_id: admin.id,
             account_id,
             role: Role::AccountAdministrator,
-            session_id: Uuid::now_v7(),
+            session_id: session.id,
             amr: vec!["dev".to_owned()],
             email: admin.email.clone(),
         },
-        app.clock.now(),
+        now,
         DEV_ADMIN_TOKEN_TTL,
     )?;
     Ok(DevCredentials {

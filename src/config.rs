@@ -103,6 +103,12 @@ pub struct Config {
     pub public_url: String,
     /// How often the outbox worker looks for due emails.
     pub outbox_interval: Duration,
+    /// The key of keyed hashes (email codes). At least 32 bytes; embedded mode makes one.
+    pub secret_key: Option<Secret>,
+    /// Password hashes computed at once (each takes 19 MiB and a core for ~25 ms).
+    pub password_hash_concurrency: usize,
+    /// How long a session (its refresh token) lives.
+    pub session_ttl: Duration,
 }
 
 impl Config {
@@ -198,6 +204,14 @@ impl Config {
                 .to_owned(),
             outbox_interval: Duration::from_millis(
                 env.parse("IDENTITY_OUTBOX_INTERVAL_MS")?.unwrap_or(1000),
+            ),
+            secret_key: env.secret("IDENTITY_SECRET_KEY")?,
+            password_hash_concurrency: env
+                .parse("IDENTITY_PASSWORD_HASH_CONCURRENCY")?
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            session_ttl: Duration::from_secs(
+                env.parse("IDENTITY_SESSION_TTL_SECONDS")?
+                    .unwrap_or(30 * 24 * 3600),
             ),
         })
     }

@@ -48,15 +48,35 @@ pub async fn build_app(
         config.audience.clone(),
         config.access_token_ttl,
     )?;
+    let secret_key = match (&config.secret_key, &embedded_dir) {
+        (Some(key), _) => decode_secret_key(key.expose())?,
+        (None, Some(dir)) => bootstrap::dev_secret_key(dir)?,
+        (None, None) => bail!(
+            "IDENTITY_SECRET_KEY is required: 32 or more random bytes, base64 (e.g. `openssl rand -base64 32`)"
+        ),
+    };
     let operator_token = embedded_dir
         .is_some()
         .then(|| bootstrap::dev_operator_token(&mut service_tokens));
-    let app = App::new(config, store, clock, keys, service_tokens);
+    let app = App::new(config, store, clock, keys, service_tokens, secret_key)?;
     let credentials = match operator_token {
         Some(token) => Some(bootstrap::bootstrap(&app, &app.keys, token).await?),
         None => None,
     };
     Ok((app, credentials))
+}
+
+/// The service's secret key from its base64 form; at least 32 bytes.
+pub fn decode_secret_key(encoded: &str) -> Result<Vec<u8>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded.trim()))
+        .map_err(|_| anyhow::anyhow!("IDENTITY_SECRET_KEY is not base64"))?;
+    if bytes.len() < 32 {
+        bail!("IDENTITY_SECRET_KEY must hold at least 32 bytes");
+    }
+    Ok(bytes)
 }
 
 /// Opens the store for `serve`: the embedded mode migrates itself; production refuses to start

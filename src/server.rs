@@ -8,11 +8,13 @@ use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
+use crate::auth::password::PasswordHasher;
 use crate::auth::{authenticator::Authenticator, keys::KeySet, service_tokens::ServiceTokens};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::access::Access;
 use crate::domain::accounts::Accounts;
+use crate::domain::auth::Auth;
 use crate::domain::groups::Groups;
 use crate::domain::users::Users;
 use crate::email::{ConsoleMailer, Mailer, outbox};
@@ -43,6 +45,7 @@ pub struct App {
     pub users: Users,
     pub groups: Groups,
     pub access: Access,
+    pub auth: Auth,
     pub mailer: Arc<dyn Mailer>,
 }
 
@@ -53,13 +56,24 @@ impl App {
         clock: SharedClock,
         keys: KeySet,
         service_tokens: ServiceTokens,
-    ) -> Self {
+        secret_key: Vec<u8>,
+    ) -> anyhow::Result<Self> {
         let keys = Arc::new(keys);
         let authenticator = Arc::new(Authenticator::new(
             keys.clone(),
             service_tokens,
             clock.clone(),
+            store.clone(),
         ));
+        let auth = Auth::new(
+            store.clone(),
+            clock.clone(),
+            keys.clone(),
+            PasswordHasher::new(config.password_hash_concurrency)?,
+            secret_key,
+            config.session_ttl,
+            config.public_url.clone(),
+        );
         let accounts = Accounts::new(
             store.clone(),
             clock.clone(),
@@ -69,7 +83,7 @@ impl App {
         let users = Users::new(store.clone(), clock.clone(), config.public_url.clone());
         let groups = Groups::new(store.clone(), clock.clone());
         let store_for_access = store.clone();
-        Self {
+        Ok(Self {
             config: Arc::new(config),
             store,
             clock,
@@ -79,8 +93,9 @@ impl App {
             users,
             groups,
             access: Access::new(store_for_access),
+            auth,
             mailer: Arc::new(ConsoleMailer),
-        }
+        })
     }
 }
 

@@ -9,20 +9,39 @@ use crate::domain::roles::Role;
 
 use super::keys::{KeySet, TokenError};
 use super::service_tokens::ServiceTokens;
+use crate::store::Store;
 
 pub struct Authenticator {
     keys: Arc<KeySet>,
     services: ServiceTokens,
     clock: SharedClock,
+    store: Store,
 }
 
 impl Authenticator {
-    pub fn new(keys: Arc<KeySet>, services: ServiceTokens, clock: SharedClock) -> Self {
+    pub fn new(
+        keys: Arc<KeySet>,
+        services: ServiceTokens,
+        clock: SharedClock,
+        store: Store,
+    ) -> Self {
         Self {
             keys,
             services,
             clock,
+            store,
         }
+    }
+
+    /// True while the session of an access token is live (not revoked, not expired): a logout,
+    /// password change or removal takes effect at once, not when the token expires.
+    pub async fn session_is_live(&self, session_id: uuid::Uuid) -> DomainResult<bool> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .find_session(session_id)
+            .await?
+            .is_some_and(|s| s.revoked_at.is_none() && s.expires_at > now))
     }
 
     /// The caller presenting `bearer` (the token after `Bearer `). Access tokens are JWTs (three
@@ -34,6 +53,12 @@ impl Authenticator {
                 .verify(bearer, self.clock.now())
                 .map_err(token_error)?;
             let role = Role::parse(&claims.role).ok_or_else(|| token_error(TokenError::Invalid))?;
+            if !self.session_is_live(claims.sid).await? {
+                return Err(DomainError::unauthenticated(
+                    reason::SESSION_REVOKED,
+                    "the session of this token has ended; log in again",
+                ));
+            }
             return Ok(Actor::Person(PersonCaller {
                 user_id: claims.sub,
                 account_id: claims.acc,

@@ -2,5 +2,6 @@
 
 pub mod authenticator;
 pub mod keys;
+pub mod password;
 pub mod secret_token;
 pub mod service_tokens;

@@ -309,7 +309,7 @@ impl Users {
     ) -> DomainResult<Option<i64>> {
         actor.authorize(account_id, MANAGE_USERS)?;
         self.store
-            .delete_member(account_id, user_id, etag, allow_missing)
+            .delete_member(account_id, user_id, etag, allow_missing, self.clock.now())
             .await
     }
 

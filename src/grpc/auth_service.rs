@@ -1,70 +1,486 @@
-//! `identity.v1.AuthService`: token validation and the key set now; the login flows answer
-//! `UNIMPLEMENTED` until they are served.
+//! `identity.v1.AuthService`.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::auth::keys::{KeySet, TokenError};
+use crate::auth::password::{self, Password};
 use crate::clock::SharedClock;
 use crate::domain::actor::Actor;
-use crate::domain::error::{DomainError, reason};
+use crate::domain::auth::{Auth, Challenge, Client, IssuedSession, LoginOutcome, Selection};
+use crate::domain::error::{DomainError, Violations, reason};
 use crate::domain::roles::Role;
+use crate::domain::validate;
 use crate::proto::{self, auth_service_server::AuthService};
 use crate::server::App;
+use crate::store::Store;
+use crate::store::accounts::status;
 
 use super::authn::actor;
-use super::convert;
+use super::convert::{self, timestamp};
 
 pub struct AuthApi {
+    auth: Auth,
     keys: Arc<KeySet>,
     clock: SharedClock,
+    store: Store,
 }
 
 impl AuthApi {
     pub fn new(app: &App) -> Self {
         Self {
+            auth: app.auth.clone(),
             keys: app.keys.clone(),
             clock: app.clock.clone(),
+            store: app.store.clone(),
         }
+    }
+}
+
+/// Where the call came from, for the session record.
+fn client<T>(request: &Request<T>) -> Client {
+    let user_agent = request
+        .metadata()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(512).collect());
+    Client {
+        user_agent,
+        ip_address: request.remote_addr().map(|addr| addr.ip().to_string()),
+    }
+}
+
+fn tokens(issued: IssuedSession) -> proto::SessionTokens {
+    proto::SessionTokens {
+        access_token: issued.access_token,
+        access_token_expire_time: Some(timestamp(issued.access_expires_at)),
+        refresh_token: issued.refresh_token,
+        refresh_token_expire_time: Some(timestamp(issued.session.expires_at)),
+        session_id: issued.session.id.to_string(),
+        account_id: issued.session.account_id.to_string(),
+        user_id: issued.session.user_id.to_string(),
+        role: convert::role_to_proto(issued.role) as i32,
+    }
+}
+
+fn challenge(c: Challenge) -> proto::MfaChallenge {
+    proto::MfaChallenge {
+        challenge_id: c.id,
+        expire_time: Some(timestamp(c.code_expires_at)),
+        masked_email: c.masked_email,
+        resend_available_time: Some(timestamp(c.resend_at)),
+        resends_remaining: c.resends_left,
+        attempts_remaining: c.attempts_left,
+    }
+}
+
+fn selection(s: Selection) -> proto::AccountSelection {
+    proto::AccountSelection {
+        selection_token: s.token,
+        expire_time: Some(timestamp(s.expires_at)),
+        accounts: s
+            .accounts
+            .iter()
+            .map(|a| proto::AccountChoice {
+                account_id: a.account.id.to_string(),
+                account_name: a.account.name.clone(),
+                role: Role::parse(&a.membership.role)
+                    .map_or(proto::Role::Unspecified, convert::role_to_proto)
+                    as i32,
+            })
+            .collect(),
+    }
+}
+
+/// A password field: required, at most 128 characters (checked before any hashing).
+fn password_field(v: &mut Violations, field: &str, value: String) -> Password {
+    if value.is_empty() {
+        v.add(field, "is required");
+    } else if value.chars().count() > password::MAX_LEN {
+        v.add(
+            field,
+            format!("must be at most {} characters", password::MAX_LEN),
+        );
+    }
+    Zeroizing::new(value)
+}
+
+/// A secret token field (invitation, reset, challenge, selection, refresh): required, bounded.
+fn token_field(v: &mut Violations, field: &str, value: &str) {
+    if value.is_empty() {
+        v.add(field, "is required");
+    } else if value.len() > 256 {
+        v.add(field, "is not a valid token");
+    }
+}
+
+fn optional_account(v: &mut Violations, value: &str) -> Option<Uuid> {
+    if value.is_empty() {
+        None
+    } else {
+        v.check("account_id", validate::id(value))
     }
 }
 
 #[tonic::async_trait]
 impl AuthService for AuthApi {
-    /// Any authenticated caller may validate a token: services check the tokens people forward.
+    async fn login(
+        &self,
+        request: Request<proto::LoginRequest>,
+    ) -> Result<Response<proto::LoginResponse>, Status> {
+        let client = client(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let email_key = req.email.trim().to_lowercase();
+        if email_key.is_empty() {
+            v.add("email", "is required");
+        } else if email_key.chars().count() > validate::MAX_EMAIL_LEN {
+            v.add(
+                "email",
+                format!("must be at most {} characters", validate::MAX_EMAIL_LEN),
+            );
+        }
+        let password = password_field(&mut v, "password", req.password);
+        let account_id = optional_account(&mut v, &req.account_id);
+        v.finish()?;
+        let outcome = self
+            .auth
+            .login(&email_key, password, account_id, client)
+            .await?;
+        use proto::login_response::Outcome;
+        Ok(Response::new(proto::LoginResponse {
+            outcome: Some(match outcome {
+                LoginOutcome::Tokens(t) => Outcome::Tokens(tokens(t)),
+                LoginOutcome::Challenge(c) => Outcome::MfaChallenge(challenge(c)),
+                LoginOutcome::Selection(s) => Outcome::AccountSelection(selection(s)),
+            }),
+        }))
+    }
+
+    async fn verify_mfa_challenge(
+        &self,
+        request: Request<proto::VerifyMfaChallengeRequest>,
+    ) -> Result<Response<proto::VerifyMfaChallengeResponse>, Status> {
+        let client = client(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        token_field(&mut v, "challenge_id", &req.challenge_id);
+        if req.code.len() != 6 || !req.code.bytes().all(|b| b.is_ascii_digit()) {
+            v.add("code", "must be the 6 digits from the email");
+        }
+        v.finish()?;
+        let outcome = self
+            .auth
+            .verify_challenge(&req.challenge_id, &req.code, client)
+            .await?;
+        use proto::verify_mfa_challenge_response::Outcome;
+        Ok(Response::new(proto::VerifyMfaChallengeResponse {
+            outcome: Some(match outcome {
+                LoginOutcome::Tokens(t) => Outcome::Tokens(tokens(t)),
+                LoginOutcome::Selection(s) => Outcome::AccountSelection(selection(s)),
+                LoginOutcome::Challenge(_) => {
+                    return Err(DomainError::internal(anyhow::anyhow!(
+                        "a passed code asked for another"
+                    ))
+                    .into());
+                }
+            }),
+        }))
+    }
+
+    async fn resend_mfa_code(
+        &self,
+        request: Request<proto::ResendMfaCodeRequest>,
+    ) -> Result<Response<proto::ResendMfaCodeResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        token_field(&mut v, "challenge_id", &req.challenge_id);
+        v.finish()?;
+        let c = self.auth.resend_code(&req.challenge_id).await?;
+        Ok(Response::new(proto::ResendMfaCodeResponse {
+            mfa_challenge: Some(challenge(c)),
+        }))
+    }
+
+    async fn select_account(
+        &self,
+        request: Request<proto::SelectAccountRequest>,
+    ) -> Result<Response<proto::SelectAccountResponse>, Status> {
+        let client = client(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        token_field(&mut v, "selection_token", &req.selection_token);
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        v.finish()?;
+        let Some(account_id) = account_id else {
+            return Err(DomainError::invalid("account_id", "is required").into());
+        };
+        let issued = self
+            .auth
+            .select_account(&req.selection_token, account_id, client)
+            .await?;
+        Ok(Response::new(proto::SelectAccountResponse {
+            tokens: Some(tokens(issued)),
+        }))
+    }
+
+    async fn get_invitation(
+        &self,
+        request: Request<proto::GetInvitationRequest>,
+    ) -> Result<Response<proto::GetInvitationResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        token_field(&mut v, "invitation_token", &req.invitation_token);
+        v.finish()?;
+        let view = self.auth.invitation(&req.invitation_token).await?;
+        let user = convert::member(&view.member);
+        Ok(Response::new(proto::GetInvitationResponse {
+            email: user.email,
+            account_id: user.account_id,
+            account_name: view.account_name,
+            role: user.role,
+            has_password: user.has_password,
+            display_name: user.display_name,
+            expire_time: Some(timestamp(view.expires_at)),
+        }))
+    }
+
+    async fn accept_invitation(
+        &self,
+        request: Request<proto::AcceptInvitationRequest>,
+    ) -> Result<Response<proto::AcceptInvitationResponse>, Status> {
+        let client = client(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        token_field(&mut v, "invitation_token", &req.invitation_token);
+        let password = password_field(&mut v, "password", req.password);
+        let display_name = if req.display_name.trim().is_empty() {
+            None
+        } else {
+            v.check("display_name", validate::name(&req.display_name))
+        };
+        v.finish()?;
+        let (member, issued) = self
+            .auth
+            .accept_invitation(&req.invitation_token, password, display_name, client)
+            .await?;
+        Ok(Response::new(proto::AcceptInvitationResponse {
+            user: Some(convert::member(&member)),
+            tokens: Some(tokens(issued)),
+        }))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<proto::RequestPasswordResetRequest>,
+    ) -> Result<Response<proto::RequestPasswordResetResponse>, Status> {
+        let req = request.into_inner();
+        let email_key = req.email.trim().to_lowercase();
+        if email_key.is_empty() {
+            return Err(DomainError::invalid("email", "is required").into());
+        }
+        if email_key.chars().count() > validate::MAX_EMAIL_LEN {
+            return Err(DomainError::invalid("email", "must be at most 254 characters").into());
+        }
+        self.auth.request_password_reset(email_key);
+        Ok(Response::new(proto::RequestPasswordResetResponse {}))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<proto::ResetPasswordRequest>,
+    ) -> Result<Response<proto::ResetPasswordResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        token_field(&mut v, "reset_token", &req.reset_token);
+        let password = password_field(&mut v, "new_password", req.new_password);
+        v.finish()?;
+        self.auth.reset_password(&req.reset_token, password).await?;
+        Ok(Response::new(proto::ResetPasswordResponse {}))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<proto::ChangePasswordRequest>,
+    ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let current = password_field(&mut v, "current_password", req.current_password);
+        let new_password = password_field(&mut v, "new_password", req.new_password);
+        v.finish()?;
+        let revoked = self
+            .auth
+            .change_password(&actor, current, new_password)
+            .await?;
+        Ok(Response::new(proto::ChangePasswordResponse {
+            revoked_session_count: i32::try_from(revoked).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn refresh_session(
+        &self,
+        request: Request<proto::RefreshSessionRequest>,
+    ) -> Result<Response<proto::RefreshSessionResponse>, Status> {
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        token_field(&mut v, "refresh_token", &req.refresh_token);
+        v.finish()?;
+        let issued = self.auth.refresh(&req.refresh_token).await?;
+        Ok(Response::new(proto::RefreshSessionResponse {
+            tokens: Some(tokens(issued)),
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<proto::LogoutRequest>,
+    ) -> Result<Response<proto::LogoutResponse>, Status> {
+        self.auth.logout(&actor(&request)).await?;
+        Ok(Response::new(proto::LogoutResponse {}))
+    }
+
+    async fn list_my_sessions(
+        &self,
+        request: Request<proto::ListMySessionsRequest>,
+    ) -> Result<Response<proto::ListMySessionsResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let (sessions, next_page_token, current) = self
+            .auth
+            .list_sessions(&actor, req.page_size, &req.page_token)
+            .await?;
+        Ok(Response::new(proto::ListMySessionsResponse {
+            sessions: sessions
+                .into_iter()
+                .map(|(s, account_name)| proto::Session {
+                    id: s.id.to_string(),
+                    user_id: s.user_id.to_string(),
+                    account_id: s.account_id.to_string(),
+                    account_name,
+                    create_time: Some(timestamp(s.created_at)),
+                    last_use_time: Some(timestamp(s.last_used_at)),
+                    expire_time: Some(timestamp(s.expires_at)),
+                    user_agent: s.user_agent.unwrap_or_default(),
+                    ip_address: s.ip_address.unwrap_or_default(),
+                    amr: s
+                        .amr
+                        .split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    current: s.id == current,
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<proto::RevokeSessionRequest>,
+    ) -> Result<Response<proto::RevokeSessionResponse>, Status> {
+        let actor = actor(&request);
+        let session_id = validate::id(&request.get_ref().session_id)
+            .map_err(|e| DomainError::invalid("session_id", e))?;
+        self.auth.revoke_own_session(&actor, session_id).await?;
+        Ok(Response::new(proto::RevokeSessionResponse {}))
+    }
+
+    async fn enable_mfa(
+        &self,
+        request: Request<proto::EnableMfaRequest>,
+    ) -> Result<Response<proto::EnableMfaResponse>, Status> {
+        let member = self.auth.set_mfa(&actor(&request), true, None).await?;
+        Ok(Response::new(proto::EnableMfaResponse {
+            user: Some(convert::member(&member)),
+        }))
+    }
+
+    async fn disable_mfa(
+        &self,
+        request: Request<proto::DisableMfaRequest>,
+    ) -> Result<Response<proto::DisableMfaResponse>, Status> {
+        let actor = actor(&request);
+        let current = request.into_inner().current_password;
+        if current.chars().count() > password::MAX_LEN {
+            return Err(
+                DomainError::invalid("current_password", "must be at most 128 characters").into(),
+            );
+        }
+        let member = self
+            .auth
+            .set_mfa(&actor, false, Some(Zeroizing::new(current)))
+            .await?;
+        Ok(Response::new(proto::DisableMfaResponse {
+            user: Some(convert::member(&member)),
+        }))
+    }
+
+    /// Services validate the tokens people forward; the session and the membership must still be live.
     async fn validate_token(
         &self,
         request: Request<proto::ValidateTokenRequest>,
     ) -> Result<Response<proto::ValidateTokenResponse>, Status> {
-        if matches!(actor(&request), Actor::Anonymous) {
-            return Err(DomainError::unauthenticated(
-                reason::CREDENTIALS_MISSING,
-                "credentials are required",
-            )
-            .into());
+        match actor(&request) {
+            Actor::Service(_) => {}
+            Actor::Anonymous => {
+                return Err(DomainError::unauthenticated(
+                    reason::CREDENTIALS_MISSING,
+                    "credentials are required",
+                )
+                .into());
+            }
+            Actor::Person(_) => {
+                return Err(DomainError::permission_denied(
+                    reason::PERMISSION_MISSING,
+                    "ValidateToken is for services: use a service token",
+                )
+                .into());
+            }
         }
         let token = request.into_inner().access_token;
         if token.is_empty() {
             return Err(DomainError::invalid("access_token", "is required").into());
         }
-        let claims = self
-            .keys
-            .verify(&token, self.clock.now())
-            .map_err(|err| match err {
-                TokenError::Expired => {
-                    DomainError::unauthenticated(reason::ACCESS_TOKEN_EXPIRED, err.to_string())
-                }
-                TokenError::Invalid => {
-                    DomainError::unauthenticated(reason::ACCESS_TOKEN_INVALID, err.to_string())
-                }
-            })?;
+        let now = self.clock.now();
+        let claims = self.keys.verify(&token, now).map_err(|err| match err {
+            TokenError::Expired => {
+                DomainError::unauthenticated(reason::ACCESS_TOKEN_EXPIRED, err.to_string())
+            }
+            TokenError::Invalid => {
+                DomainError::unauthenticated(reason::ACCESS_TOKEN_INVALID, err.to_string())
+            }
+        })?;
         let role = Role::parse(&claims.role).ok_or_else(|| {
             DomainError::unauthenticated(
                 reason::ACCESS_TOKEN_INVALID,
                 TokenError::Invalid.to_string(),
             )
         })?;
+        let revoked = || {
+            DomainError::unauthenticated(
+                reason::SESSION_REVOKED,
+                "the session of this token has ended",
+            )
+            .with_metadata("subject", "access_token")
+        };
+        let live = self
+            .store
+            .find_session(claims.sid)
+            .await?
+            .is_some_and(|s| s.revoked_at.is_none() && s.expires_at > now);
+        let active = self
+            .store
+            .require_member(claims.acc, claims.sub)
+            .await
+            .is_ok_and(|m| m.membership.status == status::ACTIVE);
+        if !live || !active {
+            return Err(revoked().into());
+        }
         let time = |secs: i64| prost_types::Timestamp {
             seconds: secs,
             nanos: 0,
@@ -113,23 +529,8 @@ impl AuthService for AuthApi {
         Ok(Response::new(proto::GetJwksResponse { keys, jwks_json }))
     }
 
-    crate::unbuilt_rpcs! { "AuthService", "password, email-code and Google login with sessions":
-        login(Login, LoginRequest, LoginResponse);
-        verify_mfa_challenge(VerifyMfaChallenge, VerifyMfaChallengeRequest, VerifyMfaChallengeResponse);
-        resend_mfa_code(ResendMfaCode, ResendMfaCodeRequest, ResendMfaCodeResponse);
+    crate::unbuilt_rpcs! { "AuthService", "Google login":
         login_with_google(LoginWithGoogle, LoginWithGoogleRequest, LoginWithGoogleResponse);
-        select_account(SelectAccount, SelectAccountRequest, SelectAccountResponse);
-        get_invitation(GetInvitation, GetInvitationRequest, GetInvitationResponse);
-        accept_invitation(AcceptInvitation, AcceptInvitationRequest, AcceptInvitationResponse);
-        request_password_reset(RequestPasswordReset, RequestPasswordResetRequest, RequestPasswordResetResponse);
-        reset_password(ResetPassword, ResetPasswordRequest, ResetPasswordResponse);
-        change_password(ChangePassword, ChangePasswordRequest, ChangePasswordResponse);
-        refresh_session(RefreshSession, RefreshSessionRequest, RefreshSessionResponse);
-        logout(Logout, LogoutRequest, LogoutResponse);
-        list_my_sessions(ListMySessions, ListMySessionsRequest, ListMySessionsResponse);
-        revoke_session(RevokeSession, RevokeSessionRequest, RevokeSessionResponse);
-        enable_mfa(EnableMfa, EnableMfaRequest, EnableMfaResponse);
-        disable_mfa(DisableMfa, DisableMfaRequest, DisableMfaResponse);
     }
 
     crate::unbuilt_rpcs! { "AuthService", "SAML single sign-on":

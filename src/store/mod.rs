@@ -8,6 +8,7 @@ pub mod groups;
 pub mod idempotency;
 pub mod locks;
 pub mod pagination;
+pub mod sessions;
 pub mod users;
 
 use std::time::Duration;

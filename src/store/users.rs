@@ -17,6 +17,7 @@ use super::accounts::{find_or_create_person, status};
 use super::entities::{account, group, group_member, invitation, membership, user};
 use super::idempotency::{self, Idempotency};
 use super::locks::{add_to_counter, bump_access_revision, lock_account};
+use super::sessions::revoke_sessions;
 use super::{Store, unique_violation};
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::roles::Role;
@@ -369,6 +370,8 @@ impl Store {
             })
             .await?;
             revision = Some(bump_access_revision(&txn, account_id).await?);
+            // Tokens carry the role: the member logs in again to get the new one.
+            revoke_sessions(&txn, user_id, Some(account_id), None, "role_changed", now).await?;
         }
         if let Some(name) = change.display_name
             && name != member.person.display_name
@@ -388,6 +391,7 @@ impl Store {
         user_id: Uuid,
         etag: Option<UserEtag>,
         allow_missing: bool,
+        now: DateTime<Utc>,
     ) -> DomainResult<Option<i64>> {
         let txn = self.db.begin().await?;
         lock_account(&txn, account_id).await?;
@@ -410,6 +414,7 @@ impl Store {
         membership::Entity::delete_by_id((account_id, user_id))
             .exec(&txn)
             .await?;
+        revoke_sessions(&txn, user_id, Some(account_id), None, "removed", now).await?;
         add_to_counter(&txn, account_id, account::Column::UserCount, -1).await?;
         let revision = bump_access_revision(&txn, account_id).await?;
         txn.commit().await?;
@@ -487,6 +492,7 @@ impl Store {
                 invitation::Entity::delete_by_id((account_id, user_id))
                     .exec(&txn)
                     .await?;
+                revoke_sessions(&txn, user_id, Some(account_id), None, "disabled", now).await?;
             }
             bump_membership(&txn, account_id, user_id, now, |update| {
                 update.col_expr(membership::Column::Status, Expr::value(target))

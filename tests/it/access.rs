@@ -15,7 +15,7 @@ fn client(
 async fn every_role_gets_its_row_of_the_matrix() {
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let admin_token = server.token_for(&admin);
+    let admin_token = server.token_for(&admin).await;
     let expected: [(Role, &[&str], AccessLevel, bool); 6] = [
         (
             Role::AccountAdministrator,
@@ -83,7 +83,7 @@ async fn every_role_gets_its_row_of_the_matrix() {
             .unwrap();
         let mine = client(&server)
             .list_my_permissions(with_token(
-                &server.token_for(&user),
+                &server.token_for(&user).await,
                 proto::ListMyPermissionsRequest {
                     account_id: account.id.clone(),
                 },
@@ -102,7 +102,7 @@ async fn every_role_gets_its_row_of_the_matrix() {
 async fn permissions_follow_a_role_change_and_refuse_services_and_strangers() {
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let admin_token = server.token_for(&admin);
+    let admin_token = server.token_for(&admin).await;
     let user = server
         .users()
         .create_user(with_token(
@@ -119,7 +119,7 @@ async fn permissions_follow_a_role_change_and_refuse_services_and_strangers() {
         .into_inner()
         .user
         .unwrap();
-    let token = server.token_for(&user);
+    let token = server.token_for(&user).await;
     let mut demoted = user.clone();
     demoted.role = Role::Finance as i32;
     server
@@ -137,6 +137,27 @@ async fn permissions_follow_a_role_change_and_refuse_services_and_strangers() {
         ))
         .await
         .unwrap();
+    // The role change ended the session of the old token; a new login sees the new role.
+    assert_error(
+        client(&server)
+            .list_my_permissions(with_token(
+                &token,
+                proto::ListMyPermissionsRequest {
+                    account_id: account.id.clone(),
+                },
+            ))
+            .await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    let token = server
+        .token_as(
+            user.id.parse().unwrap(),
+            account.id.parse().unwrap(),
+            identity::domain::roles::Role::Finance,
+            &user.email,
+        )
+        .await;
     let mine = client(&server)
         .list_my_permissions(with_token(
             &token,

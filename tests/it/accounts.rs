@@ -30,7 +30,7 @@ async fn operator_creates_an_account_with_an_invited_administrator_and_default_c
     assert!(!admin.has_password);
 
     // The administrator's token reads the account.
-    let token = server.token_for(&admin);
+    let token = server.token_for(&admin).await;
     let read = server
         .accounts()
         .get_account(with_token(
@@ -100,7 +100,7 @@ async fn only_operators_create_accounts() {
     assert_error(
         accounts
             .clone()
-            .create_account(with_token(&server.token_for(&admin), request()))
+            .create_account(with_token(&server.token_for(&admin).await, request()))
             .await,
         Code::PermissionDenied,
         "PERMISSION_MISSING",
@@ -222,7 +222,7 @@ async fn people_of_another_account_learn_nothing_about_it() {
     let server = TestServer::start().await;
     let (account, _) = server.create_account("Mine", "me@mine.test").await;
     let (_, stranger) = server.create_account("Theirs", "them@theirs.test").await;
-    let token = server.token_for(&stranger);
+    let token = server.token_for(&stranger).await;
     let existing = server
         .accounts()
         .get_account(with_token(
@@ -310,7 +310,7 @@ fn settings_request(
 async fn administrators_enforce_mfa_with_etags() {
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let token = server.token_for(&admin);
+    let token = server.token_for(&admin).await;
     let updated = server
         .accounts()
         .update_account_settings(with_token(
@@ -372,7 +372,9 @@ async fn settings_need_users_manage_and_a_valid_mask() {
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
     let account_id: Uuid = account.id.parse().unwrap();
-    let developer = server.token_as(Uuid::now_v7(), account_id, Role::Developer, "dev@acme.test");
+    let developer = server
+        .token_as(Uuid::now_v7(), account_id, Role::Developer, "dev@acme.test")
+        .await;
     assert_error(
         server
             .accounts()
@@ -384,7 +386,7 @@ async fn settings_need_users_manage_and_a_valid_mask() {
         Code::PermissionDenied,
         "PERMISSION_MISSING",
     );
-    let token = server.token_for(&admin);
+    let token = server.token_for(&admin).await;
     for paths in [&[][..], &["name"][..], &["enforce_mfa", "limits"][..]] {
         let status = assert_error(
             server
@@ -427,7 +429,7 @@ async fn only_operators_set_limits() {
         server
             .accounts()
             .set_account_limits(with_token(
-                &server.token_for(&admin),
+                &server.token_for(&admin).await,
                 request(None, Some(10)),
             ))
             .await,

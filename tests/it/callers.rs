@@ -10,7 +10,7 @@ use crate::harness::*;
 async fn access_tokens_verify_offline_against_the_published_key_set() {
     let server = TestServer::start().await;
     let (_, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let token = server.token_for(&admin);
+    let token = server.token_for(&admin).await;
 
     // GetJwks needs no credentials.
     let jwks = server
@@ -57,7 +57,8 @@ async fn access_tokens_verify_offline_against_the_published_key_set() {
 async fn validate_token_answers_services_with_the_claims() {
     let server = TestServer::start().await;
     let (_, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let token = server.token_for(&admin);
+    server.activate(&admin).await;
+    let token = server.token_for(&admin).await;
     let request = |t: &str| proto::ValidateTokenRequest {
         access_token: t.to_owned(),
     };
@@ -108,7 +109,7 @@ async fn validate_token_answers_services_with_the_claims() {
 async fn tokens_expire_after_fifteen_minutes_of_server_time() {
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let token = server.token_for(&admin);
+    let token = server.token_for(&admin).await;
     let get = || {
         with_token(
             &token,
@@ -148,7 +149,7 @@ async fn tokens_signed_by_another_key_are_refused() {
     let server = TestServer::start().await;
     let other = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let foreign = other.token_for(&admin);
+    let foreign = other.token_for(&admin).await;
     assert_error(
         server
             .accounts()
@@ -192,9 +193,12 @@ async fn unbuilt_rpcs_say_what_is_missing() {
     );
     // Public RPCs that are not built yet answer the same way without credentials.
     let status = assert_error(
-        server.auth().login(proto::LoginRequest::default()).await,
+        server
+            .auth()
+            .start_sso_login(proto::StartSsoLoginRequest::default())
+            .await,
         Code::Unimplemented,
         "NOT_IMPLEMENTED",
     );
-    assert!(status.message().contains("AuthService/Login"));
+    assert!(status.message().contains("AuthService/StartSsoLogin"));
 }

@@ -39,7 +39,7 @@ async fn start_on(db: Arc<TestDb>) -> TestServer {
 async fn setup() -> (TestServer, proto::Account, String) {
     let server = start_on(Arc::new(TestDb::new().await)).await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let token = server.token_for(&admin);
+    let token = server.token_for(&admin).await;
     (server, account, token)
 }
 
@@ -304,7 +304,7 @@ async fn administrators_and_user_managers_manage_groups_other_roles_are_denied()
         let person = server
             .add_member(id, &format!("{}@acme.test", role.as_str()), role)
             .await;
-        let token = server.token_for(&person);
+        let token = server.token_for(&person).await;
         assert_error(
             create(&server, &token, id, "Nope").await,
             Code::PermissionDenied,
@@ -384,7 +384,7 @@ async fn members_of_the_account_and_user_readers_read_groups() {
     add(&server, &admin, id, &group.id, &[&restricted.id])
         .await
         .unwrap();
-    let person = server.token_for(&restricted);
+    let person = server.token_for(&restricted).await;
     for token in [person.as_str(), DAM, READER, MANAGER, OPERATOR] {
         let read = get(&server, token, id, &group.id).await.unwrap();
         assert_eq!(read.name, "Editors");
@@ -419,7 +419,7 @@ async fn another_accounts_people_learn_nothing_about_its_groups() {
     let id = &account.id;
     let group = create(&server, &admin, id, "Secret Project").await.unwrap();
     let (other, other_admin) = server.create_account("Other", "boss@other.test").await;
-    let stranger = server.token_for(&other_admin);
+    let stranger = server.token_for(&other_admin).await;
     let missing = Uuid::now_v7().to_string();
 
     // Through the victim's account id: the same denial for an existing and a missing group.
@@ -590,7 +590,7 @@ async fn names_are_unique_per_account_ignoring_case() {
     let (other, other_admin) = server.create_account("Other", "boss@other.test").await;
     create(
         &server,
-        &server.token_for(&other_admin),
+        &server.token_for(&other_admin).await,
         &other.id,
         "Marketing Team",
     )

@@ -48,8 +48,9 @@ pub fn backend() -> Backend {
 pub struct TestDb {
     pub database: Database,
     pg_name: Option<String>,
-    /// Replicas on one database share their signing key, as in production.
+    /// Replicas on one database share their signing and secret keys, as in production.
     signing_key: identity::config::SigningKeyConfig,
+    secret_key: String,
 }
 
 async fn admin_connection() -> sea_orm::DatabaseConnection {
@@ -73,6 +74,7 @@ impl TestDb {
                 },
                 pg_name: None,
                 signing_key: generate_ed25519("test-key").unwrap(),
+                secret_key: random_secret_key(),
             },
             Backend::Postgres => Self::postgres().await,
         }
@@ -95,6 +97,7 @@ impl TestDb {
             },
             pg_name: Some(name),
             signing_key: generate_ed25519("test-key").unwrap(),
+            secret_key: random_secret_key(),
         }
     }
 
@@ -133,6 +136,11 @@ impl Drop for TestDb {
     }
 }
 
+fn random_secret_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
 /// A configuration for tests: a fresh signing key, the test service tokens, fast health checks.
 pub fn test_config(db: &TestDb) -> Config {
     let token = |name: &str, token: &str, scopes: &[&str]| ServiceTokenConfig {
@@ -154,6 +162,7 @@ pub fn test_config(db: &TestDb) -> Config {
         token("reader", READER, &["users.read"]),
     ];
     config.health_interval = Duration::from_millis(100);
+    config.secret_key = Some(Secret::new(db.secret_key.clone()));
     config.outbox_interval = Duration::from_millis(50);
     config.shutdown_delay = Duration::from_millis(0);
     config.shutdown_grace = Duration::from_secs(5);
@@ -282,7 +291,7 @@ impl TestServer {
     }
 
     /// An access token for a member, signed with the server's keys (as a login would issue it).
-    pub fn token_for(&self, user: &proto::User) -> String {
+    pub async fn token_for(&self, user: &proto::User) -> String {
         let role = match proto::Role::try_from(user.role).unwrap() {
             proto::Role::AccountAdministrator => Role::AccountAdministrator,
             proto::Role::Developer => Role::Developer,
@@ -298,22 +307,44 @@ impl TestServer {
             role,
             &user.email,
         )
+        .await
     }
 
-    pub fn token_as(&self, user_id: Uuid, account_id: Uuid, role: Role, email: &str) -> String {
+    /// An access token of a fresh session of `user_id` in `account_id`, as a login would issue.
+    pub async fn token_as(
+        &self,
+        user_id: Uuid,
+        account_id: Uuid,
+        role: Role,
+        email: &str,
+    ) -> String {
+        let now = self.clock.now_utc();
+        let (session, _) = self
+            .app
+            .store
+            .create_session(
+                identity::store::sessions::NewSession {
+                    user_id,
+                    account_id,
+                    amr: vec!["pwd".to_owned()],
+                    mfa_passed: true,
+                    user_agent: None,
+                    ip_address: None,
+                },
+                now,
+                chrono::Duration::days(30),
+            )
+            .await
+            .unwrap();
         let subject = TokenSubject {
             user_id,
             account_id,
             role,
-            session_id: Uuid::now_v7(),
+            session_id: session.id,
             amr: vec!["pwd".to_owned()],
             email: email.to_owned(),
         };
-        self.app
-            .keys
-            .issue(&subject, self.clock.now_utc())
-            .unwrap()
-            .0
+        self.app.keys.issue(&subject, now).unwrap().0
     }
 
     /// Creates an account as the operator; returns the account and its first administrator.

@@ -116,6 +116,7 @@ async fn production_mode_refuses_an_unmigrated_database_and_prints_no_secrets() 
     let env = [
         ("IDENTITY_DATABASE_URL", url.expose().to_owned()),
         ("IDENTITY_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("IDENTITY_SECRET_KEY", "c2VjcmV0LWtleS1vZi10aGUtcHJvZHVjdGlvbi10ZXN0LXJ1bg==".to_owned()),
         (
             "IDENTITY_SIGNING_KEYS",
             serde_json::json!([{

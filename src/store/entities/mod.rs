@@ -1,10 +1,16 @@
 //! SeaORM entities, one per table of `migrations/`.
 
 pub mod account;
+pub mod account_selection;
 pub mod group;
 pub mod group_member;
 pub mod idempotency_key;
 pub mod invitation;
+pub mod login_throttle;
 pub mod membership;
+pub mod mfa_challenge;
 pub mod outbox_email;
+pub mod password_reset;
+pub mod refresh_token;
+pub mod session;
 pub mod user;

@@ -1,0 +1,225 @@
+//! Passwords: argon2id (m=19,456 KiB, t=2, p=1) computed on a bounded pool off the async workers,
+//! so a login flood queues instead of exhausting memory; and the password policy.
+
+use std::sync::Arc;
+
+use argon2::{Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+use crate::domain::error::{DomainError, DomainResult};
+
+/// A password as received; wiped from memory when dropped.
+pub type Password = Zeroizing<String>;
+
+/// The outcome of checking a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// It matches. `rehash` carries a new hash when the stored one used other parameters.
+    Match {
+        rehash: Option<String>,
+    },
+    Mismatch,
+}
+
+/// Hashes and verifies passwords, never more than `concurrency` at once.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    /// A real hash of a random password: unknown emails are verified against it, so they take
+    /// as long as known ones.
+    dummy: Arc<String>,
+}
+
+fn argon2() -> Argon2<'static> {
+    Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        Params::DEFAULT,
+    )
+}
+
+fn hash_now(password: &str) -> DomainResult<String> {
+    argon2()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| DomainError::internal(anyhow::anyhow!("password hashing failed: {e}")))
+}
+
+fn current_params(hash: &PasswordHash) -> bool {
+    hash.algorithm.as_str() == "argon2id"
+        && Params::try_from(hash).is_ok_and(|p| {
+            p.m_cost() == Params::DEFAULT_M_COST
+                && p.t_cost() == Params::DEFAULT_T_COST
+                && p.p_cost() == Params::DEFAULT_P_COST
+        })
+}
+
+impl PasswordHasher {
+    pub fn new(concurrency: usize) -> DomainResult<Self> {
+        let dummy = hash_now(&crate::auth::secret_token::generate(""))?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy: Arc::new(dummy),
+        })
+    }
+
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> DomainResult<T> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(DomainError::internal)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(DomainError::internal)
+    }
+
+    pub async fn hash(&self, password: &Password) -> DomainResult<String> {
+        let password = password.clone();
+        self.on_pool(move || hash_now(&password)).await?
+    }
+
+    /// Checks `password` against `stored`; `None` (unknown person, no password) is checked against
+    /// the dummy hash and never matches, in the same time.
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> DomainResult<Verified> {
+        let known = stored.is_some();
+        let stored = stored.unwrap_or(self.dummy.as_str()).to_owned();
+        let password = password.clone();
+        self.on_pool(move || {
+            let Ok(hash) = PasswordHash::new(&stored) else {
+                return Ok(Verified::Mismatch);
+            };
+            if argon2()
+                .verify_password(password.as_bytes(), &hash)
+                .is_err()
+                || !known
+            {
+                return Ok(Verified::Mismatch);
+            }
+            let rehash = if current_params(&hash) {
+                None
+            } else {
+                Some(hash_now(&password)?)
+            };
+            Ok(Verified::Match { rehash })
+        })
+        .await?
+    }
+}
+
+pub const MIN_LEN: usize = 8;
+pub const MAX_LEN: usize = 128;
+
+/// The password policy: 8 to 128 characters, no composition rules, not common or easily guessed
+/// (zxcvbn score 3 or more, with the email and name as known inputs), not containing the email's
+/// local part. `Err` says which rule failed.
+pub fn check_policy(password: &str, email: &str, display_name: &str) -> Result<(), String> {
+    let length = password.chars().count();
+    if length < MIN_LEN {
+        return Err(format!("must be at least {MIN_LEN} characters"));
+    }
+    if length > MAX_LEN {
+        return Err(format!("must be at most {MAX_LEN} characters"));
+    }
+    let local = email.split('@').next().unwrap_or_default().to_lowercase();
+    if local.chars().count() >= 3 && password.to_lowercase().contains(&local) {
+        return Err("must not contain your email address".to_owned());
+    }
+    let inputs: Vec<&str> = [email, local.as_str(), display_name]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    let score = u8::from(zxcvbn::zxcvbn(password, &inputs).score());
+    if score < 3 {
+        return Err(
+            "is too common or too easy to guess; a longer passphrase of unrelated words works well"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_names_the_rule_that_failed() {
+        let email = "ada.lovelace@example.com";
+        assert!(
+            check_policy("short", email, "")
+                .unwrap_err()
+                .contains("at least 8")
+        );
+        assert!(
+            check_policy(&"x".repeat(129), email, "")
+                .unwrap_err()
+                .contains("at most 128")
+        );
+        assert!(
+            check_policy("password123", email, "")
+                .unwrap_err()
+                .contains("too common")
+        );
+        assert!(
+            check_policy("qwertyuiop", email, "")
+                .unwrap_err()
+                .contains("too common")
+        );
+        assert!(
+            check_policy("my ada.lovelace vault 9", email, "")
+                .unwrap_err()
+                .contains("email")
+        );
+        assert!(check_policy("correct horse battery staple", email, "").is_ok());
+        assert!(check_policy("Tr0ub4dor&3-orbit-lantern", email, "").is_ok());
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_and_unknown_people_never_match() {
+        let hasher = PasswordHasher::new(2).unwrap();
+        let password: Password = Zeroizing::new("correct horse battery staple".to_owned());
+        let hash = hasher.hash(&password).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(
+            hasher.verify(&password, Some(&hash)).await.unwrap(),
+            Verified::Match { rehash: None }
+        );
+        let wrong: Password = Zeroizing::new("wrong horse".to_owned());
+        assert_eq!(
+            hasher.verify(&wrong, Some(&hash)).await.unwrap(),
+            Verified::Mismatch
+        );
+        assert_eq!(
+            hasher.verify(&password, None).await.unwrap(),
+            Verified::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn old_parameters_are_upgraded_on_a_match() {
+        let weak = Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            Params::new(8 * 1024, 1, 1, None).unwrap(),
+        );
+        let old = weak
+            .hash_password(b"correct horse battery staple")
+            .unwrap()
+            .to_string();
+        let hasher = PasswordHasher::new(1).unwrap();
+        let password: Password = Zeroizing::new("correct horse battery staple".to_owned());
+        match hasher.verify(&password, Some(&old)).await.unwrap() {
+            Verified::Match { rehash: Some(new) } => assert!(new.contains("m=19456,t=2,p=1")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,768 @@
+//! Sessions with rotating refresh tokens, the login throttle, email-code challenges, account
+//! selections and password resets. Each check-and-change is one transaction on a locked row, so
+//! counters hold with any number of replicas.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+use uuid::Uuid;
+
+use super::Store;
+use super::accounts::status;
+use super::entities::{
+    account, account_selection, invitation, login_throttle, membership, mfa_challenge,
+    password_reset, refresh_token, session, user,
+};
+use crate::auth::secret_token;
+use crate::domain::error::{DomainError, DomainResult};
+
+/// Failed logins allowed in a window before attempts must wait.
+pub const FREE_ATTEMPTS: i32 = 5;
+/// Failures older than this are forgotten.
+pub const FAILURE_WINDOW: Duration = Duration::minutes(15);
+/// The longest wait between attempts.
+pub const MAX_LOCK: Duration = Duration::minutes(15);
+
+/// How long a person must wait after `failures` failures in the window (0 while under the limit):
+/// 30 s at the fifth, doubling with each further failure, at most 15 minutes.
+pub fn lock_after(failures: i32) -> Duration {
+    if failures < FREE_ATTEMPTS {
+        return Duration::zero();
+    }
+    let doublings = Ord::min(failures - FREE_ATTEMPTS, 10) as u32;
+    Ord::min(Duration::seconds(30) * 2i32.pow(doublings), MAX_LOCK)
+}
+
+/// What a new session records.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub user_id: Uuid,
+    pub account_id: Uuid,
+    pub amr: Vec<String>,
+    pub mfa_passed: bool,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
+}
+
+/// A member able to log in to one account.
+#[derive(Debug, Clone)]
+pub struct ActiveMembership {
+    pub membership: membership::Model,
+    pub account: account::Model,
+}
+
+/// Why a refresh token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshRefusal {
+    Unknown,
+    Reused,
+    Revoked,
+    Expired,
+}
+
+impl Store {
+    pub async fn find_person_by_email(&self, email_key: &str) -> DomainResult<Option<user::Model>> {
+        Ok(user::Entity::find()
+            .filter(user::Column::EmailKey.eq(email_key))
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn find_person(&self, user_id: Uuid) -> DomainResult<Option<user::Model>> {
+        Ok(user::Entity::find_by_id(user_id).one(&self.db).await?)
+    }
+
+    /// The person's ACTIVE memberships with their accounts, by account name.
+    pub async fn active_memberships(&self, user_id: Uuid) -> DomainResult<Vec<ActiveMembership>> {
+        let memberships = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(user_id))
+            .filter(membership::Column::Status.eq(status::ACTIVE))
+            .all(&self.db)
+            .await?;
+        let mut out = Vec::with_capacity(memberships.len());
+        for membership in memberships {
+            if let Some(account) = account::Entity::find_by_id(membership.account_id)
+                .one(&self.db)
+                .await?
+            {
+                out.push(ActiveMembership {
+                    membership,
+                    account,
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            a.account
+                .name
+                .cmp(&b.account.name)
+                .then(a.account.id.cmp(&b.account.id))
+        });
+        Ok(out)
+    }
+
+    pub async fn set_password_hash(
+        &self,
+        user_id: Uuid,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        set_password(&self.db, user_id, hash, now).await
+    }
+
+    pub async fn set_mfa_enabled(
+        &self,
+        user_id: Uuid,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        user::Entity::update_many()
+            .col_expr(user::Column::MfaEnabled, Expr::value(enabled))
+            .col_expr(
+                user::Column::Version,
+                Expr::col(user::Column::Version).add(1),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(user_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts a login attempt before its password is checked. Returns how long the person must
+    /// wait when attempts are paused; otherwise the attempt is counted as a failure until
+    /// `clear_login_failures` says it succeeded, so parallel attempts cannot exceed the limit.
+    pub async fn reserve_login_attempt(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Option<Duration>> {
+        let txn = self.db.begin().await?;
+        login_throttle::Entity::insert(login_throttle::ActiveModel {
+            user_id: Set(user_id),
+            failures: Set(0),
+            window_started_at: Set(now),
+            locked_until: Set(None),
+        })
+        .on_conflict(
+            OnConflict::column(login_throttle::Column::UserId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        let row = login_throttle::Entity::find_by_id(user_id)
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| DomainError::internal(anyhow::anyhow!("throttle row vanished")))?;
+        if let Some(until) = row.locked_until
+            && until > now
+        {
+            return Ok(Some(until - now));
+        }
+        // The window is measured from the last counted attempt.
+        let failures = if now - row.window_started_at > FAILURE_WINDOW {
+            1
+        } else {
+            row.failures + 1
+        };
+        let lock = lock_after(failures);
+        login_throttle::Entity::update(login_throttle::ActiveModel {
+            user_id: Set(user_id),
+            failures: Set(failures),
+            window_started_at: Set(now),
+            locked_until: Set((lock > Duration::zero()).then(|| now + lock)),
+        })
+        .exec(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(None)
+    }
+
+    /// A successful login, reset or password change forgets the failures.
+    pub async fn clear_login_failures(&self, user_id: Uuid) -> DomainResult<()> {
+        login_throttle::Entity::delete_by_id(user_id)
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Starts a session and returns it with its first refresh token.
+    pub async fn create_session(
+        &self,
+        new: NewSession,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> DomainResult<(session::Model, String)> {
+        let txn = self.db.begin().await?;
+        let created = insert_session(&txn, new, now, ttl).await?;
+        txn.commit().await?;
+        Ok(created)
+    }
+
+    pub async fn find_session(&self, id: Uuid) -> DomainResult<Option<session::Model>> {
+        Ok(session::Entity::find_by_id(id).one(&self.db).await?)
+    }
+
+    /// Spends a refresh token and issues its successor. A token presented twice revokes the
+    /// session (someone else holds a copy).
+    pub async fn rotate_refresh_token(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Result<(session::Model, String), RefreshRefusal>> {
+        let hash = secret_token::digest_hex(token);
+        let txn = self.db.begin().await?;
+        let Some(row) = refresh_token::Entity::find_by_id(hash.clone())
+            .one(&txn)
+            .await?
+        else {
+            return Ok(Err(RefreshRefusal::Unknown));
+        };
+        let session = session::Entity::find_by_id(row.session_id)
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| {
+                DomainError::internal(anyhow::anyhow!("refresh token without session"))
+            })?;
+        if session.revoked_at.is_some() {
+            return Ok(Err(RefreshRefusal::Revoked));
+        }
+        let spent = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if spent.rows_affected == 0 {
+            revoke(
+                &txn,
+                Condition::all().add(session::Column::Id.eq(session.id)),
+                "refresh_token_reused",
+                now,
+            )
+            .await?;
+            txn.commit().await?;
+            return Ok(Err(RefreshRefusal::Reused));
+        }
+        if session.expires_at <= now {
+            return Ok(Err(RefreshRefusal::Expired));
+        }
+        let next = secret_token::generate("rt_");
+        insert_refresh_token(&txn, session.id, &next, now).await?;
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(session.id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Ok((session, next)))
+    }
+
+    /// Revokes one session; false when it was not live.
+    pub async fn revoke_session(
+        &self,
+        id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> DomainResult<bool> {
+        Ok(revoke(
+            &self.db,
+            Condition::all().add(session::Column::Id.eq(id)),
+            reason,
+            now,
+        )
+        .await?
+            > 0)
+    }
+
+    /// Revokes the person's live sessions (in one account, or all), except `keep`.
+    pub async fn revoke_person_sessions(
+        &self,
+        user_id: Uuid,
+        account_id: Option<Uuid>,
+        keep: Option<Uuid>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> DomainResult<u64> {
+        revoke_sessions(&self.db, user_id, account_id, keep, reason, now).await
+    }
+
+    /// The person's live sessions, newest first, after `(created_at, id)`.
+    pub async fn list_live_sessions(
+        &self,
+        user_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Vec<(session::Model, String)>> {
+        let mut query = session::Entity::find()
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now));
+        if let Some((created_at, id)) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(session::Column::CreatedAt.lt(created_at))
+                    .add(
+                        Condition::all()
+                            .add(session::Column::CreatedAt.eq(created_at))
+                            .add(session::Column::Id.lt(id)),
+                    ),
+            );
+        }
+        let sessions = query
+            .order_by_desc(session::Column::CreatedAt)
+            .order_by_desc(session::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        let mut out = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            let name = account::Entity::find_by_id(session.account_id)
+                .one(&self.db)
+                .await?
+                .map(|a| a.name)
+                .unwrap_or_default();
+            out.push((session, name));
+        }
+        Ok(out)
+    }
+
+    /// Stores a new email-code challenge (its id and code as hashes).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_challenge(
+        &self,
+        id_hash: &str,
+        user_id: Uuid,
+        account_id: Option<Uuid>,
+        code_hash: &str,
+        code_ttl: Duration,
+        attempts: i32,
+        resends: i32,
+        email: (&str, &crate::email::templates::Email),
+        now: DateTime<Utc>,
+    ) -> DomainResult<mfa_challenge::Model> {
+        let row = mfa_challenge::Model {
+            id_hash: id_hash.to_owned(),
+            user_id,
+            account_id,
+            code_hash: code_hash.to_owned(),
+            code_expires_at: now + code_ttl,
+            attempts_left: attempts,
+            resends_left: resends,
+            last_sent_at: now,
+            created_at: now,
+            consumed_at: None,
+        };
+        let txn = self.db.begin().await?;
+        mfa_challenge::Entity::insert(mfa_challenge::ActiveModel::from(row.clone()))
+            .exec_without_returning(&txn)
+            .await?;
+        crate::email::outbox::enqueue(&txn, account_id, email.0, email.1, now).await?;
+        txn.commit().await?;
+        Ok(row)
+    }
+
+    pub async fn find_challenge(
+        &self,
+        id_hash: &str,
+    ) -> DomainResult<Option<mfa_challenge::Model>> {
+        Ok(mfa_challenge::Entity::find_by_id(id_hash.to_owned())
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Runs `decide` on the locked challenge and stores what it returns, in one transaction.
+    pub async fn update_challenge<T>(
+        &self,
+        id_hash: &str,
+        decide: impl FnOnce(
+            &mfa_challenge::Model,
+        ) -> DomainResult<(
+            Option<mfa_challenge::ActiveModel>,
+            Option<(String, crate::email::templates::Email)>,
+            T,
+        )>,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Option<T>> {
+        let txn = self.db.begin().await?;
+        let Some(row) = mfa_challenge::Entity::find_by_id(id_hash.to_owned())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // A refusal that must be stored (a spent attempt) comes back inside `value`; an `Err`
+        // from `decide` stores nothing.
+        let (change, email, value) = decide(&row)?;
+        if let Some(change) = change {
+            mfa_challenge::Entity::update(change).exec(&txn).await?;
+        }
+        if let Some((to, email)) = email {
+            crate::email::outbox::enqueue(&txn, row.account_id, &to, &email, now).await?;
+        }
+        txn.commit().await?;
+        Ok(Some(value))
+    }
+
+    pub async fn create_selection(
+        &self,
+        token_hash: &str,
+        user_id: Uuid,
+        amr: &[String],
+        mfa_passed: bool,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        account_selection::Entity::insert(account_selection::ActiveModel {
+            token_hash: Set(token_hash.to_owned()),
+            user_id: Set(user_id),
+            amr: Set(amr.join(",")),
+            mfa_passed: Set(mfa_passed),
+            expires_at: Set(expires_at),
+            created_at: Set(now),
+            consumed_at: Set(None),
+        })
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Spends a live selection token; `None` when it is unknown, used or expired.
+    pub async fn consume_selection(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Option<account_selection::Model>> {
+        let txn = self.db.begin().await?;
+        let row = account_selection::Entity::find_by_id(token_hash.to_owned())
+            .one(&txn)
+            .await?;
+        let Some(row) = row.filter(|r| r.consumed_at.is_none() && r.expires_at > now) else {
+            return Ok(None);
+        };
+        let spent = account_selection::Entity::update_many()
+            .col_expr(account_selection::Column::ConsumedAt, Expr::value(now))
+            .filter(account_selection::Column::TokenHash.eq(token_hash))
+            .filter(account_selection::Column::ConsumedAt.is_null())
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok((spent.rows_affected == 1).then_some(row))
+    }
+
+    /// When the person's last reset link was made, if any.
+    pub async fn last_reset_at(&self, user_id: Uuid) -> DomainResult<Option<DateTime<Utc>>> {
+        Ok(password_reset::Entity::find()
+            .filter(password_reset::Column::UserId.eq(user_id))
+            .order_by_desc(password_reset::Column::CreatedAt)
+            .one(&self.db)
+            .await?
+            .map(|r| r.created_at))
+    }
+
+    pub async fn create_reset(
+        &self,
+        token_hash: &str,
+        user_id: Uuid,
+        expires_at: DateTime<Utc>,
+        email: (&str, &crate::email::templates::Email),
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        let txn = self.db.begin().await?;
+        password_reset::Entity::insert(password_reset::ActiveModel {
+            token_hash: Set(token_hash.to_owned()),
+            user_id: Set(user_id),
+            expires_at: Set(expires_at),
+            created_at: Set(now),
+            used_at: Set(None),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        crate::email::outbox::enqueue(&txn, None, email.0, email.1, now).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    pub async fn find_reset(
+        &self,
+        token_hash: &str,
+    ) -> DomainResult<Option<password_reset::Model>> {
+        Ok(password_reset::Entity::find_by_id(token_hash.to_owned())
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Sets a new password with a reset token: spends the token, revokes every session, forgets
+    /// failed logins and queues the notice, in one transaction. False when the token was spent
+    /// meanwhile.
+    pub async fn complete_reset(
+        &self,
+        token_hash: &str,
+        user_id: Uuid,
+        hash: &str,
+        notice: (&str, &crate::email::templates::Email),
+        now: DateTime<Utc>,
+    ) -> DomainResult<bool> {
+        let txn = self.db.begin().await?;
+        let spent = password_reset::Entity::update_many()
+            .col_expr(password_reset::Column::UsedAt, Expr::value(now))
+            .filter(password_reset::Column::TokenHash.eq(token_hash))
+            .filter(password_reset::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if spent.rows_affected == 0 {
+            return Ok(false);
+        }
+        set_password(&txn, user_id, hash, now).await?;
+        revoke_sessions(&txn, user_id, None, None, "password_reset", now).await?;
+        login_throttle::Entity::delete_by_id(user_id)
+            .exec(&txn)
+            .await?;
+        crate::email::outbox::enqueue(&txn, None, notice.0, notice.1, now).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Changes a password, revokes the person's other sessions and queues the notice. Returns how
+    /// many sessions were revoked.
+    pub async fn change_password(
+        &self,
+        user_id: Uuid,
+        keep_session: Uuid,
+        hash: &str,
+        notice: (&str, &crate::email::templates::Email),
+        now: DateTime<Utc>,
+    ) -> DomainResult<u64> {
+        let txn = self.db.begin().await?;
+        set_password(&txn, user_id, hash, now).await?;
+        let revoked = revoke_sessions(
+            &txn,
+            user_id,
+            None,
+            Some(keep_session),
+            "password_changed",
+            now,
+        )
+        .await?;
+        login_throttle::Entity::delete_by_id(user_id)
+            .exec(&txn)
+            .await?;
+        crate::email::outbox::enqueue(&txn, None, notice.0, notice.1, now).await?;
+        txn.commit().await?;
+        Ok(revoked)
+    }
+
+    pub async fn find_invitation_by_token(
+        &self,
+        token_hash: &str,
+    ) -> DomainResult<Option<invitation::Model>> {
+        Ok(invitation::Entity::find()
+            .filter(invitation::Column::TokenHash.eq(token_hash))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Accepts an invitation: spends the link, activates the membership, sets the password and
+    /// name when given. False when the link was spent or replaced meanwhile.
+    pub async fn accept_invitation(
+        &self,
+        invitation: &invitation::Model,
+        password_hash: Option<&str>,
+        display_name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> DomainResult<bool> {
+        let txn = self.db.begin().await?;
+        let spent = invitation::Entity::delete_many()
+            .filter(invitation::Column::AccountId.eq(invitation.account_id))
+            .filter(invitation::Column::UserId.eq(invitation.user_id))
+            .filter(invitation::Column::TokenHash.eq(invitation.token_hash.as_str()))
+            .exec(&txn)
+            .await?;
+        if spent.rows_affected == 0 {
+            return Ok(false);
+        }
+        let activated = membership::Entity::update_many()
+            .col_expr(membership::Column::Status, Expr::value(status::ACTIVE))
+            .col_expr(membership::Column::AcceptedAt, Expr::value(now))
+            .col_expr(
+                membership::Column::Version,
+                Expr::col(membership::Column::Version).add(1),
+            )
+            .col_expr(membership::Column::UpdatedAt, Expr::value(now))
+            .filter(membership::Column::AccountId.eq(invitation.account_id))
+            .filter(membership::Column::UserId.eq(invitation.user_id))
+            .filter(membership::Column::Status.eq(status::INVITED))
+            .exec(&txn)
+            .await?;
+        if activated.rows_affected == 0 {
+            return Ok(false);
+        }
+        if let Some(hash) = password_hash {
+            set_password(&txn, invitation.user_id, hash, now).await?;
+        }
+        if let Some(name) = display_name {
+            user::Entity::update_many()
+                .col_expr(user::Column::DisplayName, Expr::value(name))
+                .col_expr(
+                    user::Column::Version,
+                    Expr::col(user::Column::Version).add(1),
+                )
+                .filter(user::Column::Id.eq(invitation.user_id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Queues an email outside any other change.
+    pub async fn enqueue_email(
+        &self,
+        account_id: Option<Uuid>,
+        to: &str,
+        email: &crate::email::templates::Email,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        crate::email::outbox::enqueue(&self.db, account_id, to, email, now).await?;
+        Ok(())
+    }
+
+    /// Records a login on the membership.
+    pub async fn touch_membership(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        membership::Entity::update_many()
+            .col_expr(membership::Column::LastLoginAt, Expr::value(now))
+            .filter(membership::Column::AccountId.eq(account_id))
+            .filter(membership::Column::UserId.eq(user_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn set_password(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .col_expr(
+            user::Column::Version,
+            Expr::col(user::Column::Version).add(1),
+        )
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_refresh_token(
+    conn: &impl ConnectionTrait,
+    session_id: Uuid,
+    token: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    refresh_token::Entity::insert(refresh_token::ActiveModel {
+        token_hash: Set(secret_token::digest_hex(token)),
+        session_id: Set(session_id),
+        created_at: Set(now),
+        used_at: Set(None),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts a session and its first refresh token in the caller's transaction.
+pub(crate) async fn insert_session(
+    conn: &impl ConnectionTrait,
+    new: NewSession,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> DomainResult<(session::Model, String)> {
+    let row = session::Model {
+        id: Uuid::now_v7(),
+        user_id: new.user_id,
+        account_id: new.account_id,
+        amr: new.amr.join(","),
+        mfa_passed: new.mfa_passed,
+        user_agent: new.user_agent,
+        ip_address: new.ip_address,
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + ttl,
+        revoked_at: None,
+        revoke_reason: None,
+    };
+    session::Entity::insert(session::ActiveModel::from(row.clone()))
+        .exec_without_returning(conn)
+        .await?;
+    let refresh = secret_token::generate("rt_");
+    insert_refresh_token(conn, row.id, &refresh, now).await?;
+    Ok((row, refresh))
+}
+
+async fn revoke(
+    conn: &impl ConnectionTrait,
+    which: Condition,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<u64> {
+    Ok(session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .col_expr(session::Column::RevokeReason, Expr::value(reason))
+        .filter(which)
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+/// Revokes a person's live sessions (in one account, or all), except `keep`.
+pub(crate) async fn revoke_sessions(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    account_id: Option<Uuid>,
+    keep: Option<Uuid>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<u64> {
+    let mut which = Condition::all().add(session::Column::UserId.eq(user_id));
+    if let Some(account_id) = account_id {
+        which = which.add(session::Column::AccountId.eq(account_id));
+    }
+    if let Some(keep) = keep {
+        which = which.add(session::Column::Id.ne(keep));
+    }
+    revoke(conn, which, reason, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_grow_to_fifteen_minutes() {
+        assert_eq!(lock_after(4), Duration::zero());
+        assert_eq!(lock_after(5), Duration::seconds(30));
+        assert_eq!(lock_after(6), Duration::minutes(1));
+        assert_eq!(lock_after(9), Duration::minutes(8));
+        assert_eq!(lock_after(10), Duration::minutes(15));
+        assert_eq!(lock_after(40), Duration::minutes(15));
+    }
+}
