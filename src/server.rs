@@ -15,7 +15,7 @@ use crate::domain::access::Access;
 use crate::domain::accounts::Accounts;
 use crate::domain::groups::Groups;
 use crate::domain::users::Users;
-use crate::email::{ConsoleMailer, Mailer, outbox};
+use crate::email::{Mailer, outbox, ses};
 use crate::grpc;
 use crate::proto;
 use crate::store::Store;
@@ -53,6 +53,7 @@ impl App {
         clock: SharedClock,
         keys: KeySet,
         service_tokens: ServiceTokens,
+        mailer: Arc<dyn Mailer>,
     ) -> Self {
         let keys = Arc::new(keys);
         let authenticator = Arc::new(Authenticator::new(
@@ -79,7 +80,7 @@ impl App {
             users,
             groups,
             access: Access::new(store_for_access),
-            mailer: Arc::new(ConsoleMailer),
+            mailer,
         }
     }
 }
@@ -158,11 +159,16 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1().context("reflection v1")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("reflection v1alpha")?;
 
-    let outbox_worker = outbox::spawn_worker(
+    let (stop_worker, worker_stop) = watch::channel(false);
+    let mut outbox_worker = outbox::spawn_worker(
         app.store.clone(),
         app.mailer.clone(),
         app.clock.clone(),
         app.config.outbox_interval,
+        outbox::Policy {
+            retry_horizon: app.config.email.retry_horizon,
+        },
+        worker_stop,
     );
 
     let delay = app.config.shutdown_delay;
@@ -218,7 +224,17 @@ pub async fn serve(
     };
     monitor.abort();
     drain.abort();
-    outbox_worker.abort();
+    // Let a delivery pass under way record what it sent (one batch of bounded SES calls), so a
+    // restart does not leave claimed emails to be sent again after their lease.
+    let _ = stop_worker.send(true);
+    let worker_budget = ses::SEND_TIMEOUT * (outbox::BATCH as u32) + Duration::from_secs(5);
+    if tokio::time::timeout(worker_budget, &mut outbox_worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the outbox worker did not stop in time");
+        outbox_worker.abort();
+    }
     result
 }
 
