@@ -469,3 +469,36 @@ pub fn spawn_worker(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_full_jitter() {
+        assert_eq!(backoff_ceiling(1), Duration::from_secs(5));
+        assert_eq!(backoff_ceiling(2), Duration::from_secs(10));
+        assert_eq!(backoff_ceiling(5), Duration::from_secs(80));
+        assert_eq!(backoff_ceiling(9), MAX_BACKOFF);
+        assert_eq!(backoff_ceiling(1_000), MAX_BACKOFF);
+        let mut rng = StdRng::seed_from_u64(7);
+        for attempt in 1..40 {
+            let draws: Vec<Duration> = (0..200).map(|_| backoff(attempt, &mut rng)).collect();
+            assert!(draws.iter().all(|d| *d >= MIN_BACKOFF));
+            assert!(draws.iter().all(|d| *d <= backoff_ceiling(attempt)));
+            // Jittered: the draws spread over the range instead of all landing on the ceiling.
+            if backoff_ceiling(attempt) > Duration::from_secs(10) {
+                let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+                assert!(distinct.len() > 100, "attempt {attempt}: {distinct:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_of_sends_fits_in_a_lease() {
+        let batch = super::super::ses::SEND_TIMEOUT * BATCH as u32;
+        assert!(chrono::Duration::from_std(batch).unwrap_or(LEASE) * 2 <= LEASE);
+    }
+}

@@ -439,6 +439,57 @@ async fn a_rejected_message_is_failed_after_one_attempt_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_claim_left_by_a_dead_worker_is_sent_again_after_its_lease() {
+    use sea_orm::{ActiveValue::Set, TransactionTrait};
+    let moto = Moto::start().await;
+    let server = start(&moto).await;
+    // A worker claimed this row and died before recording the result (whether SES got the
+    // email is unknown): the row is `sending`, attempt 1, its lease running.
+    let now = server.clock.now_utc();
+    let txn = server.app.store.connection().begin().await.unwrap();
+    let id = outbox::enqueue(
+        &txn,
+        None,
+        "crash@acme.test",
+        &Email::MfaCode {
+            code: "424242".into(),
+            expires_in_minutes: 10,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    outbox_email::Entity::update(outbox_email::ActiveModel {
+        id: Set(id),
+        status: Set("sending".into()),
+        attempts: Set(1),
+        next_attempt_at: Set(now + outbox::LEASE),
+        ..Default::default()
+    })
+    .exec(&txn)
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+
+    // While the lease runs, no other worker touches it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbox_rows(&server).await[0].status, "sending");
+    assert!(moto.messages().await.is_empty());
+
+    // After it, the email is sent again, as attempt 2, once.
+    server
+        .clock
+        .advance(outbox::LEASE + chrono::Duration::seconds(1));
+    let rows = wait_rows(&server, "sent", |row| row.status == "sent").await;
+    assert_eq!(rows[0].attempts, 2);
+    let messages = moto.messages_to("crash@acme.test").await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["subject"], "Your login code: 424242");
+    assert!(messages[0]["body"].as_str().unwrap().contains("424242"));
+    assert!(!rows[0].payload.contains("424242"));
+}
+
+#[tokio::test]
 async fn retries_stop_at_the_horizon() {
     // Nothing listens on the endpoint: every attempt fails to connect.
     let server = TestServer::start_on(Arc::new(TestDb::new().await), |config| {
