@@ -15,7 +15,7 @@ use crate::domain::access::Access;
 use crate::domain::accounts::Accounts;
 use crate::domain::groups::Groups;
 use crate::domain::users::Users;
-use crate::email::{Mailer, outbox, ses};
+use crate::email::{Mailer, outbox};
 use crate::grpc;
 use crate::proto;
 use crate::store::Store;
@@ -179,6 +179,9 @@ pub async fn serve(
         tokio::spawn(async move {
             shutdown.await;
             let _ = stopping_tx.send(true);
+            // The outbox worker takes no new batch; queued emails wait for another replica or
+            // the next start.
+            let _ = stop_worker.send(true);
             set_all(&reporter, ServingStatus::NotServing).await;
             tracing::info!(
                 delay_s = delay.as_secs(),
@@ -224,11 +227,10 @@ pub async fn serve(
     };
     monitor.abort();
     drain.abort();
-    // Let a delivery pass under way record what it sent (one batch of bounded SES calls), so a
-    // restart does not leave claimed emails to be sent again after their lease.
-    let _ = stop_worker.send(true);
-    let worker_budget = ses::SEND_TIMEOUT * (outbox::BATCH as u32) + Duration::from_secs(5);
-    if tokio::time::timeout(worker_budget, &mut outbox_worker)
+    // Let a delivery pass under way record what it sent, so a restart does not leave claimed
+    // emails to be sent again after their lease. (Aborting the drain task above dropped the
+    // worker's stop sender, which stops it too when the server ended without a signal.)
+    if tokio::time::timeout(grace, &mut outbox_worker)
         .await
         .is_err()
     {
