@@ -81,6 +81,33 @@ pub struct DefaultLimits {
     pub max_groups: i32,
 }
 
+/// Which transport delivers the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailerKind {
+    /// Prints emails to the log: the zero-setup default for development.
+    Console,
+    /// Amazon SES (API v2), credentials from the standard AWS chain.
+    Ses,
+}
+
+/// How emails leave the service.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub mailer: MailerKind,
+    /// The From address (or `Name <address>`); required for SES, whose identity must be verified.
+    pub from: Option<String>,
+    /// Reply-To addresses (comma-separated in the environment).
+    pub reply_to: Vec<String>,
+    /// An SES configuration set (event publishing, dedicated IPs), if any.
+    pub ses_configuration_set: Option<String>,
+    /// The SES region; unset: the AWS chain's region (`AWS_REGION`, profile).
+    pub ses_region: Option<String>,
+    /// An endpoint override (an SES emulator, a VPC endpoint).
+    pub ses_endpoint_url: Option<String>,
+    /// Retryable failures are retried until `created_at` plus this, then the email is failed.
+    pub retry_horizon: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
@@ -109,6 +136,8 @@ pub struct Config {
     pub password_hash_concurrency: usize,
     /// How long a session (its refresh token) lives.
     pub session_ttl: Duration,
+    /// The email transport and its settings.
+    pub email: EmailConfig,
 }
 
 impl Config {
@@ -213,6 +242,7 @@ impl Config {
                 env.parse("IDENTITY_SESSION_TTL_SECONDS")?
                     .unwrap_or(30 * 24 * 3600),
             ),
+            email: email_config(&env)?,
         })
     }
 
@@ -220,6 +250,43 @@ impl Config {
     pub fn is_embedded(&self) -> bool {
         matches!(self.database, Database::Embedded { .. })
     }
+}
+
+fn email_config(env: &Env<'_>) -> Result<EmailConfig> {
+    let mailer = match env.get("IDENTITY_MAILER").as_deref() {
+        None | Some("console") => MailerKind::Console,
+        Some("ses") => MailerKind::Ses,
+        Some(other) => bail!("IDENTITY_MAILER must be console or ses, not {other:?}"),
+    };
+    let from = env.get("IDENTITY_EMAIL_FROM");
+    if mailer == MailerKind::Ses && from.is_none() {
+        bail!("IDENTITY_MAILER=ses needs IDENTITY_EMAIL_FROM (an address verified in SES)");
+    }
+    let retry_horizon = Duration::from_secs(
+        env.parse("IDENTITY_EMAIL_RETRY_HORIZON_SECONDS")?
+            .unwrap_or(24 * 3600),
+    );
+    if retry_horizon.is_zero() {
+        bail!("IDENTITY_EMAIL_RETRY_HORIZON_SECONDS must be positive");
+    }
+    Ok(EmailConfig {
+        mailer,
+        from,
+        reply_to: env
+            .get("IDENTITY_EMAIL_REPLY_TO")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|address| !address.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ses_configuration_set: env.get("IDENTITY_SES_CONFIGURATION_SET"),
+        ses_region: env.get("IDENTITY_SES_REGION"),
+        ses_endpoint_url: env.get("IDENTITY_SES_ENDPOINT_URL"),
+        retry_horizon,
+    })
 }
 
 struct Env<'a> {
@@ -325,6 +392,32 @@ mod tests {
         .map(|e| e.to_string());
         assert!(err.unwrap_or_default().contains("unknown scope"));
         assert!(config(&[("IDENTITY_DATABASE_URL", "mysql://x")]).is_err());
+    }
+
+    #[test]
+    fn the_console_mailer_is_the_default_and_ses_needs_a_sender() {
+        let email = config(&[]).unwrap_or_else(|e| unreachable!("{e}")).email;
+        assert_eq!(email.mailer, MailerKind::Console);
+        assert_eq!(email.retry_horizon, Duration::from_secs(86_400));
+        let err = config(&[("IDENTITY_MAILER", "ses")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("IDENTITY_EMAIL_FROM"), "{err}");
+        let email = config(&[
+            ("IDENTITY_MAILER", "ses"),
+            ("IDENTITY_EMAIL_FROM", "Acme <no-reply@acme.test>"),
+            ("IDENTITY_EMAIL_REPLY_TO", "help@acme.test, ops@acme.test"),
+            ("IDENTITY_SES_REGION", "eu-west-1"),
+            ("IDENTITY_EMAIL_RETRY_HORIZON_SECONDS", "3600"),
+        ])
+        .unwrap_or_else(|e| unreachable!("{e}"))
+        .email;
+        assert_eq!(email.mailer, MailerKind::Ses);
+        assert_eq!(email.reply_to, ["help@acme.test", "ops@acme.test"]);
+        assert_eq!(email.ses_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(email.retry_horizon, Duration::from_secs(3600));
+        assert!(config(&[("IDENTITY_MAILER", "smtp")]).is_err());
     }
 
     #[test]

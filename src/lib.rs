@@ -17,21 +17,36 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 
+use std::sync::Arc;
+
 use anyhow::{Result, bail};
 
 use crate::auth::{keys::KeySet, service_tokens::ServiceTokens};
 use crate::bootstrap::DevCredentials;
 use crate::clock::SharedClock;
 use crate::config::{Config, Database};
+use crate::email::Mailer;
 use crate::server::App;
 use crate::store::Store;
 
-/// Builds the application on an opened, migrated store. In embedded mode this also makes the
-/// development credentials (signing key, operator token, bootstrap account).
+/// Builds the application on an opened, migrated store, with the mailer the configuration names.
+/// In embedded mode this also makes the development credentials (signing key, operator token,
+/// bootstrap account).
 pub async fn build_app(
     config: Config,
     store: Store,
     clock: SharedClock,
+) -> Result<(App, Option<DevCredentials>)> {
+    let mailer = email::mailer_from_config(&config.email).await?;
+    build_app_with_mailer(config, store, clock, mailer).await
+}
+
+/// `build_app` with a mailer made by the caller (a transport with its own credentials).
+pub async fn build_app_with_mailer(
+    config: Config,
+    store: Store,
+    clock: SharedClock,
+    mailer: Arc<dyn Mailer>,
 ) -> Result<(App, Option<DevCredentials>)> {
     let mut service_tokens = ServiceTokens::new(&config.service_tokens)?;
     let embedded_dir = match &config.database {
@@ -58,7 +73,15 @@ pub async fn build_app(
     let operator_token = embedded_dir
         .is_some()
         .then(|| bootstrap::dev_operator_token(&mut service_tokens));
-    let app = App::new(config, store, clock, keys, service_tokens, secret_key)?;
+    let app = App::new(
+        config,
+        store,
+        clock,
+        keys,
+        service_tokens,
+        secret_key,
+        mailer,
+    )?;
     let credentials = match operator_token {
         Some(token) => Some(bootstrap::bootstrap(&app, &app.keys, token).await?),
         None => None,

@@ -17,7 +17,7 @@ use crate::domain::accounts::Accounts;
 use crate::domain::auth::Auth;
 use crate::domain::groups::Groups;
 use crate::domain::users::Users;
-use crate::email::{ConsoleMailer, Mailer, outbox};
+use crate::email::{Mailer, outbox};
 use crate::grpc;
 use crate::proto;
 use crate::store::Store;
@@ -57,6 +57,7 @@ impl App {
         keys: KeySet,
         service_tokens: ServiceTokens,
         secret_key: Vec<u8>,
+        mailer: Arc<dyn Mailer>,
     ) -> anyhow::Result<Self> {
         let keys = Arc::new(keys);
         let authenticator = Arc::new(Authenticator::new(
@@ -94,7 +95,7 @@ impl App {
             groups,
             access: Access::new(store_for_access),
             auth,
-            mailer: Arc::new(ConsoleMailer),
+            mailer,
         })
     }
 }
@@ -173,11 +174,16 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1().context("reflection v1")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("reflection v1alpha")?;
 
-    let outbox_worker = outbox::spawn_worker(
+    let (stop_worker, worker_stop) = watch::channel(false);
+    let mut outbox_worker = outbox::spawn_worker(
         app.store.clone(),
         app.mailer.clone(),
         app.clock.clone(),
         app.config.outbox_interval,
+        outbox::Policy {
+            retry_horizon: app.config.email.retry_horizon,
+        },
+        worker_stop,
     );
 
     let delay = app.config.shutdown_delay;
@@ -188,6 +194,9 @@ pub async fn serve(
         tokio::spawn(async move {
             shutdown.await;
             let _ = stopping_tx.send(true);
+            // The outbox worker takes no new batch; queued emails wait for another replica or
+            // the next start.
+            let _ = stop_worker.send(true);
             set_all(&reporter, ServingStatus::NotServing).await;
             tracing::info!(
                 delay_s = delay.as_secs(),
@@ -233,7 +242,16 @@ pub async fn serve(
     };
     monitor.abort();
     drain.abort();
-    outbox_worker.abort();
+    // Let a delivery pass under way record what it sent, so a restart does not leave claimed
+    // emails to be sent again after their lease. (Aborting the drain task above dropped the
+    // worker's stop sender, which stops it too when the server ended without a signal.)
+    if tokio::time::timeout(grace, &mut outbox_worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the outbox worker did not stop in time");
+        outbox_worker.abort();
+    }
     result
 }
 

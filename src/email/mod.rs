@@ -1,12 +1,24 @@
 //! Email: the transactional outbox (queued in the same transaction as the change that caused
-//! it), the templates, the transports (a console transport for development and tests), and the
-//! worker that delivers due emails.
+//! it), the templates, the transports (Amazon SES, and a console transport for development), and
+//! the worker that delivers due emails.
 
 pub mod outbox;
+pub mod ses;
 pub mod templates;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::config::{EmailConfig, MailerKind};
+
+/// The transport `config` names: the one place a mailer is chosen.
+pub async fn mailer_from_config(config: &EmailConfig) -> anyhow::Result<Arc<dyn Mailer>> {
+    Ok(match config.mailer {
+        MailerKind::Console => Arc::new(ConsoleMailer),
+        MailerKind::Ses => Arc::new(ses::SesMailer::new(config).await?),
+    })
+}
 
 /// An email ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +38,8 @@ pub enum SendError {
     Permanent(String),
 }
 
-/// A transport. Returns the provider's message id.
+/// A transport. Returns the provider's message id. Implementations never log the body, links or
+/// codes (the console transport, meant for a developer's terminal, is the one exception).
 pub trait Mailer: Send + Sync + 'static {
     fn send<'a>(
         &'a self,

@@ -1,33 +1,148 @@
-//! The outbox: `enqueue` inside the caller's transaction; `deliver_due` sends what is due, claiming
-//! rows with `FOR UPDATE SKIP LOCKED` so replicas never send the same email twice.
+//! The outbox: `enqueue` inside the caller's transaction; the worker delivers due rows.
+//!
+//! Delivery of one row is at-least-once, with a lease:
+//!
+//! 1. **Claim** (one short transaction): due rows are selected with `FOR UPDATE SKIP LOCKED`
+//!    (PostgreSQL; SQLite has one writer) and each is moved to `sending`, its `attempts` counter
+//!    bumped and `next_attempt_at` set to the end of a lease (`LEASE`). The update is conditional
+//!    on the status and counter just read, so a claim can never be taken twice.
+//! 2. **Send**, outside any transaction (no row lock or SQLite writer held across the SES call).
+//! 3. **Mark** the result, conditional on `status = sending` and the claimed attempt number: a
+//!    worker whose lease was taken over cannot overwrite the newer attempt.
+//!
+//! A row still `sending` after its lease ended belongs to a worker that died between send and
+//! mark; it is due again and is sent again (attempt `n + 1`, logged as an interrupted attempt).
+//! Two live replicas never send one row twice: the lease outlasts a whole batch of SES calls
+//! (each bounded by `ses::SEND_TIMEOUT`). See docs/decisions.md, "Email".
 
-use std::sync::Arc;
+use std::sync::{
+    Arc, OnceLock,
+    atomic::{AtomicI64, Ordering},
+};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, ObservableGauge},
+};
+use rand::Rng;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
     sea_query::{LockBehavior, LockType},
 };
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::templates::Email;
 use super::{Mailer, SendError};
-use crate::clock::SharedClock;
+use crate::clock::{Clock, SharedClock};
 use crate::domain::error::{DomainError, DomainResult};
 use crate::store::Store;
 use crate::store::entities::outbox_email;
 
 pub mod status {
+    /// Waiting for its first or next attempt (`next_attempt_at`).
     pub const PENDING: &str = "pending";
+    /// Claimed by a worker until `next_attempt_at` (the lease); due again after it.
+    pub const SENDING: &str = "sending";
     pub const SENT: &str = "sent";
+    /// Rejected, or retried until the horizon; `last_error` says why.
     pub const FAILED: &str = "failed";
 }
 
-/// Give up retrying after this many attempts.
-const MAX_ATTEMPTS: i32 = 12;
+/// How long a claim lasts. Longer than a batch of sends can take (`BATCH` x the SES call
+/// timeout), so only a dead worker's claims expire.
+pub const LEASE: chrono::Duration = chrono::Duration::minutes(10);
+/// Rows claimed per pass.
+pub const BATCH: u64 = 10;
+/// The ceiling of the first retry's delay; it doubles per attempt up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+/// No retry waits longer than this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// A retry never follows sooner than this (full jitter may draw zero).
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What the worker is allowed to do with failures.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Retryable failures are retried until `created_at` plus this.
+    pub retry_horizon: Duration,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub claimed: usize,
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+}
+
+/// The delay before retry number `attempt + 1`: full jitter, uniform in `[0, ceiling]` where the
+/// ceiling is `FIRST_BACKOFF * 2^(attempt-1)` capped at `MAX_BACKOFF`, never under `MIN_BACKOFF`.
+pub fn backoff(attempt: i32, rng: &mut impl Rng) -> Duration {
+    let ceiling = backoff_ceiling(attempt);
+    let drawn = rng.gen_range(0..=ceiling.as_millis() as u64);
+    Duration::from_millis(drawn).max(MIN_BACKOFF)
+}
+
+/// The largest delay `backoff` may draw after `attempt` attempts.
+pub fn backoff_ceiling(attempt: i32) -> Duration {
+    let doublings = attempt.saturating_sub(1).clamp(0, 20) as u32;
+    FIRST_BACKOFF
+        .saturating_mul(2u32.saturating_pow(doublings))
+        .min(MAX_BACKOFF)
+        .max(MIN_BACKOFF)
+}
+
+/// OpenTelemetry instruments, from the global meter provider (`telemetry::init` installs it
+/// before anything is queued; without OTLP it is a no-op).
+struct Metrics {
+    queued: Counter<u64>,
+    sent: Counter<u64>,
+    retried: Counter<u64>,
+    failed: Counter<u64>,
+    /// Seconds since the oldest due row was queued (0: nothing due), as the workers last saw it.
+    oldest_due_age: Arc<AtomicI64>,
+    _oldest_due_gauge: ObservableGauge<i64>,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let meter = opentelemetry::global::meter("identity");
+        let oldest_due_age = Arc::new(AtomicI64::new(0));
+        let observed = oldest_due_age.clone();
+        Metrics {
+            queued: meter
+                .u64_counter("identity.email.queued")
+                .with_description("Emails queued in the outbox")
+                .build(),
+            sent: meter
+                .u64_counter("identity.email.sent")
+                .with_description("Emails accepted by the transport")
+                .build(),
+            retried: meter
+                .u64_counter("identity.email.retried")
+                .with_description("Failed attempts scheduled for a retry")
+                .build(),
+            failed: meter
+                .u64_counter("identity.email.failed")
+                .with_description("Emails given up on (rejected, or retried until the horizon)")
+                .build(),
+            oldest_due_age,
+            _oldest_due_gauge: meter
+                .i64_observable_gauge("identity.email.oldest_due_age")
+                .with_unit("s")
+                .with_description("Age of the oldest email that is due and not yet delivered")
+                .with_callback(move |gauge| gauge.observe(observed.load(Ordering::Relaxed), &[]))
+                .build(),
+        }
+    })
+}
 
 /// Queues `email` to `to` in the caller's transaction.
 pub async fn enqueue(
@@ -54,77 +169,336 @@ pub async fn enqueue(
     })
     .exec_without_returning(conn)
     .await?;
+    // Counted when written; a caller's rollback afterwards is rare and leaves the count high.
+    metrics()
+        .queued
+        .add(1, &[KeyValue::new("kind", email.kind())]);
+    tracing::info!(email_id = %id, kind = email.kind(), "email queued");
     Ok(id)
 }
 
-/// Sends up to `batch` due emails; returns how many were sent.
-pub async fn deliver_due(
-    store: &Store,
-    mailer: &dyn Mailer,
-    now: DateTime<Utc>,
-    batch: u64,
-) -> DomainResult<usize> {
+/// A row this worker holds until `LEASE` ends.
+struct Claim {
+    row: outbox_email::Model,
+    attempt: i32,
+    /// The previous attempt was claimed and never marked: its worker died (or lost the database)
+    /// between send and mark, so the email may already have been delivered once.
+    interrupted: bool,
+}
+
+/// Claims up to `batch` due rows for this worker.
+async fn claim(store: &Store, now: DateTime<Utc>, batch: u64) -> DomainResult<Vec<Claim>> {
     let txn = store.connection().begin().await?;
     let due = outbox_email::Entity::find()
-        .filter(outbox_email::Column::Status.eq(status::PENDING))
+        .filter(outbox_email::Column::Status.is_in([status::PENDING, status::SENDING]))
         .filter(outbox_email::Column::NextAttemptAt.lte(now))
         .order_by_asc(outbox_email::Column::NextAttemptAt)
         .limit(batch)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .all(&txn)
         .await?;
-    let mut sent = 0;
+    let mut claims = Vec::with_capacity(due.len());
     for row in due {
-        let email: Email = serde_json::from_str(&row.payload).map_err(DomainError::internal)?;
-        let attempts = row.attempts + 1;
-        let mut update = outbox_email::ActiveModel {
-            id: Set(row.id),
-            attempts: Set(attempts),
-            ..Default::default()
-        };
-        match mailer.send(&email.render(&row.recipient)).await {
-            Ok(message_id) => {
-                sent += 1;
-                update.status = Set(status::SENT.to_owned());
-                update.sent_at = Set(Some(now));
-                update.provider_message_id = Set(Some(message_id));
-                update.payload =
-                    Set(serde_json::to_string(&email.scrubbed()).map_err(DomainError::internal)?);
-                update.last_error = Set(None);
-            }
-            Err(SendError::Retryable(error)) if attempts < MAX_ATTEMPTS => {
-                let backoff = Duration::from_secs(30 * 2u64.pow(attempts.min(10) as u32));
-                update.next_attempt_at =
-                    Set(now + chrono::Duration::from_std(backoff).map_err(DomainError::internal)?);
-                update.last_error = Set(Some(error));
-            }
-            Err(error) => {
-                update.status = Set(status::FAILED.to_owned());
-                update.last_error = Set(Some(error.to_string()));
-            }
+        let attempt = row.attempts + 1;
+        let taken = outbox_email::Entity::update_many()
+            .set(outbox_email::ActiveModel {
+                status: Set(status::SENDING.to_owned()),
+                attempts: Set(attempt),
+                next_attempt_at: Set(now + LEASE),
+                ..Default::default()
+            })
+            .filter(outbox_email::Column::Id.eq(row.id))
+            .filter(outbox_email::Column::Status.eq(row.status.clone()))
+            .filter(outbox_email::Column::Attempts.eq(row.attempts))
+            .exec(&txn)
+            .await?;
+        if taken.rows_affected == 1 {
+            let interrupted = row.status == status::SENDING;
+            claims.push(Claim {
+                row,
+                attempt,
+                interrupted,
+            });
         }
-        outbox_email::Entity::update(update).exec(&txn).await?;
     }
     txn.commit().await?;
-    Ok(sent)
+    Ok(claims)
 }
 
-/// Delivers due emails every `interval` until the process ends.
+/// The rendered email, or why it can never be sent. Error texts never quote the payload.
+fn prepare(row: &outbox_email::Model) -> Result<(Email, super::RenderedEmail), SendError> {
+    let email: Email = serde_json::from_str(&row.payload).map_err(|e| {
+        SendError::Permanent(format!(
+            "unreadable payload ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let rendered = email
+        .render(&row.recipient)
+        .map_err(|e| SendError::Permanent(e.to_string()))?;
+    Ok((email, rendered))
+}
+
+/// The payload kept after the last attempt: links and codes wiped.
+fn scrubbed_payload(email: Option<&Email>) -> String {
+    email
+        .and_then(|email| serde_json::to_string(&email.scrubbed()).ok())
+        .unwrap_or_else(|| "{}".to_owned())
+}
+
+/// Sends one claimed row and records the outcome.
+async fn deliver_one(
+    store: &Store,
+    mailer: &dyn Mailer,
+    clock: &dyn Clock,
+    policy: Policy,
+    claim: Claim,
+    report: &mut Delivery,
+) {
+    let Claim {
+        row,
+        attempt,
+        interrupted,
+    } = claim;
+    let kind = row.kind.as_str();
+    if interrupted {
+        tracing::warn!(
+            email_id = %row.id,
+            kind,
+            attempt,
+            "the previous attempt ended without a recorded result; sending again"
+        );
+    }
+    let prepared = prepare(&row);
+    let (email, result) = match prepared {
+        Ok((email, rendered)) => {
+            let result = mailer.send(&rendered).await;
+            (Some(email), result)
+        }
+        Err(error) => (None, Err(error)),
+    };
+    let now = clock.now();
+    let mut update = outbox_email::ActiveModel {
+        ..Default::default()
+    };
+    enum Outcome {
+        Sent(String),
+        Retry(DateTime<Utc>, String),
+        Failed(String),
+    }
+    let outcome = match result {
+        Ok(message_id) => Outcome::Sent(message_id),
+        Err(SendError::Permanent(reason)) => Outcome::Failed(reason),
+        Err(SendError::Retryable(reason)) => {
+            let horizon = chrono::Duration::from_std(policy.retry_horizon)
+                .unwrap_or(chrono::Duration::days(1));
+            let deadline = row.created_at + horizon;
+            if now >= deadline {
+                Outcome::Failed(format!(
+                    "gave up after {attempt} attempts in {}s: {reason}",
+                    horizon.num_seconds()
+                ))
+            } else {
+                let delay = chrono::Duration::from_std(backoff(attempt, &mut rand::thread_rng()))
+                    .unwrap_or(chrono::Duration::minutes(15));
+                // The last try falls on the horizon itself.
+                Outcome::Retry((now + delay).min(deadline), reason)
+            }
+        }
+    };
+    match &outcome {
+        Outcome::Sent(message_id) => {
+            update.status = Set(status::SENT.to_owned());
+            update.sent_at = Set(Some(now));
+            update.provider_message_id = Set(Some(message_id.clone()));
+            update.payload = Set(scrubbed_payload(email.as_ref()));
+            update.last_error = Set(None);
+        }
+        Outcome::Retry(next, reason) => {
+            update.status = Set(status::PENDING.to_owned());
+            update.next_attempt_at = Set(*next);
+            update.last_error = Set(Some(reason.clone()));
+        }
+        Outcome::Failed(reason) => {
+            update.status = Set(status::FAILED.to_owned());
+            update.payload = Set(scrubbed_payload(email.as_ref()));
+            update.last_error = Set(Some(reason.clone()));
+        }
+    }
+    let marked = outbox_email::Entity::update_many()
+        .set(update)
+        .filter(outbox_email::Column::Id.eq(row.id))
+        .filter(outbox_email::Column::Status.eq(status::SENDING))
+        .filter(outbox_email::Column::Attempts.eq(attempt))
+        .exec(store.connection())
+        .await;
+    match marked {
+        Ok(result) if result.rows_affected == 1 => {}
+        Ok(_) => {
+            tracing::warn!(
+                email_id = %row.id,
+                kind,
+                attempt,
+                "the claim expired and was taken over before this attempt was recorded"
+            );
+            return;
+        }
+        Err(error) => {
+            // The row stays claimed; after the lease it is sent again (at-least-once).
+            tracing::warn!(
+                email_id = %row.id,
+                kind,
+                attempt,
+                error = %error,
+                "could not record the attempt; the email is retried after the lease"
+            );
+            return;
+        }
+    }
+    let metrics = metrics();
+    let attributes = [KeyValue::new("kind", row.kind.clone())];
+    match outcome {
+        Outcome::Sent(message_id) => {
+            report.sent += 1;
+            metrics.sent.add(1, &attributes);
+            tracing::info!(email_id = %row.id, kind, attempt, message_id = %message_id, "email sent");
+        }
+        Outcome::Retry(next, reason) => {
+            report.retried += 1;
+            metrics.retried.add(1, &attributes);
+            tracing::warn!(
+                email_id = %row.id,
+                kind,
+                attempt,
+                next_attempt_at = %next,
+                reason = %reason,
+                "email not sent; retrying"
+            );
+        }
+        Outcome::Failed(reason) => {
+            report.failed += 1;
+            metrics.failed.add(1, &attributes);
+            tracing::error!(email_id = %row.id, kind, attempt, reason = %reason, "email failed");
+        }
+    }
+}
+
+/// One pass: claims up to `batch` due rows and sends them, one after another.
+pub async fn deliver_due(
+    store: &Store,
+    mailer: &dyn Mailer,
+    clock: &dyn Clock,
+    policy: Policy,
+    batch: u64,
+) -> DomainResult<Delivery> {
+    let claims = claim(store, clock.now(), batch).await?;
+    let mut report = Delivery {
+        claimed: claims.len(),
+        ..Delivery::default()
+    };
+    for claim in claims {
+        deliver_one(store, mailer, clock, policy, claim, &mut report).await;
+    }
+    Ok(report)
+}
+
+/// When the oldest row that is due now (and not delivered) was queued.
+pub async fn oldest_due(store: &Store, now: DateTime<Utc>) -> DomainResult<Option<DateTime<Utc>>> {
+    Ok(outbox_email::Entity::find()
+        .select_only()
+        .column(outbox_email::Column::CreatedAt)
+        .filter(outbox_email::Column::Status.is_in([status::PENDING, status::SENDING]))
+        .filter(outbox_email::Column::NextAttemptAt.lte(now))
+        .order_by_asc(outbox_email::Column::CreatedAt)
+        .limit(1)
+        .into_tuple::<DateTime<Utc>>()
+        .one(store.connection())
+        .await?)
+}
+
+/// Delivers due emails every `interval` until `stop` turns true; a pass under way finishes first,
+/// so a claimed email is recorded rather than left to its lease.
 pub fn spawn_worker(
     store: Store,
     mailer: Arc<dyn Mailer>,
     clock: SharedClock,
     interval: Duration,
+    policy: Policy,
+    mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(60);
     tokio::spawn(async move {
+        let mut last_backlog_log: Option<tokio::time::Instant> = None;
         loop {
-            match deliver_due(&store, mailer.as_ref(), clock.now(), 20).await {
-                // More may be waiting: go again at once.
-                Ok(20) => continue,
-                Ok(_) => {}
-                Err(error) => tracing::warn!(error = ?error, "outbox delivery failed; retrying"),
+            if *stop.borrow() {
+                break;
             }
-            tokio::time::sleep(interval).await;
+            let full =
+                match deliver_due(&store, mailer.as_ref(), clock.as_ref(), policy, BATCH).await {
+                    Ok(delivery) => delivery.claimed as u64 == BATCH,
+                    Err(error) => {
+                        tracing::warn!(error = ?error, "outbox delivery failed; retrying");
+                        false
+                    }
+                };
+            let now = clock.now();
+            if let Ok(oldest) = oldest_due(&store, now).await {
+                let age = oldest.map_or(0, |at| (now - at).num_seconds().max(0));
+                metrics().oldest_due_age.store(age, Ordering::Relaxed);
+                let quiet = last_backlog_log.is_none_or(|at| at.elapsed() >= BACKLOG_LOG_EVERY);
+                if age > 0 && quiet {
+                    tracing::info!(oldest_due_age_s = age, "emails are waiting for delivery");
+                    last_backlog_log = Some(tokio::time::Instant::now());
+                }
+            }
+            if full {
+                // More may be waiting: go again at once.
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        // The server is gone.
+                        break;
+                    }
+                }
+            }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_full_jitter() {
+        assert_eq!(backoff_ceiling(1), Duration::from_secs(5));
+        assert_eq!(backoff_ceiling(2), Duration::from_secs(10));
+        assert_eq!(backoff_ceiling(5), Duration::from_secs(80));
+        assert_eq!(backoff_ceiling(9), MAX_BACKOFF);
+        assert_eq!(backoff_ceiling(1_000), MAX_BACKOFF);
+        let mut rng = StdRng::seed_from_u64(7);
+        for attempt in 1..40 {
+            let draws: Vec<Duration> = (0..200).map(|_| backoff(attempt, &mut rng)).collect();
+            assert!(draws.iter().all(|d| *d >= MIN_BACKOFF));
+            assert!(draws.iter().all(|d| *d <= backoff_ceiling(attempt)));
+            // Jittered: the draws spread over the range instead of all landing on the ceiling.
+            if backoff_ceiling(attempt) > Duration::from_secs(10) {
+                let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+                assert!(distinct.len() > 100, "attempt {attempt}: {distinct:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_of_sends_fits_in_a_lease() {
+        let batch = super::super::ses::SEND_TIMEOUT * BATCH as u32;
+        assert!(chrono::Duration::from_std(batch).unwrap_or(LEASE) * 2 <= LEASE);
+    }
 }

@@ -8,10 +8,11 @@ use identity::{
         keys::{TokenSubject, generate_ed25519},
         secret_token,
     },
-    build_app,
+    build_app, build_app_with_mailer,
     clock::ManualClock,
-    config::{Config, Database, Secret, ServiceTokenConfig},
+    config::{Config, Database, MailerKind, Secret, ServiceTokenConfig},
     domain::roles::Role,
+    email::ses::SesMailer,
     proto,
     server::{self, App},
     store::Store,
@@ -169,6 +170,16 @@ pub fn test_config(db: &TestDb) -> Config {
     config
 }
 
+/// AWS settings for an SES emulator on loopback: fixed region and static credentials, so nothing
+/// is looked up in the environment, profiles or instance metadata.
+pub fn emulator_aws_config() -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
+            "testing", "testing", None, None, "emulator",
+        ))
+}
+
 /// The real server, in-process on a free port.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -199,9 +210,18 @@ impl TestServer {
         };
         store.migrate().await.expect("migrate");
         let clock = Arc::new(ManualClock::default());
-        let (app, _) = build_app(config, store, clock.clone())
-            .await
-            .expect("build the app");
+        let (app, _) = match config.email.mailer {
+            // The SES emulator takes any credentials; they are given here rather than through the
+            // process environment, which tests share. The binary's own test covers the AWS chain.
+            MailerKind::Ses => {
+                let mailer = SesMailer::with_loader(&config.email, emulator_aws_config())
+                    .await
+                    .expect("build the SES mailer");
+                build_app_with_mailer(config, store, clock.clone(), Arc::new(mailer)).await
+            }
+            MailerKind::Console => build_app(config, store, clock.clone()).await,
+        }
+        .expect("build the app");
         let listener = server::bind(app.config.listen_addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
