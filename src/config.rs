@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::auth::google::GoogleConfig;
 use crate::domain::actor::Scope;
 
 /// A value that must never reach logs.
@@ -103,6 +104,8 @@ pub struct Config {
     pub public_url: String,
     /// How often the outbox worker looks for due emails.
     pub outbox_interval: Duration,
+    /// "Log in with Google"; `None` (off) unless `IDENTITY_GOOGLE_CLIENT_ID` is set.
+    pub google: Option<GoogleConfig>,
 }
 
 impl Config {
@@ -199,6 +202,7 @@ impl Config {
             outbox_interval: Duration::from_millis(
                 env.parse("IDENTITY_OUTBOX_INTERVAL_MS")?.unwrap_or(1000),
             ),
+            google: GoogleConfig::from_env(&env)?,
         })
     }
 
@@ -208,12 +212,14 @@ impl Config {
     }
 }
 
-struct Env<'a> {
+/// The variables being read; lets a part's own config (`GoogleConfig`) read its variables the
+/// same way, `*_FILE` secrets included.
+pub(crate) struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Env<'_> {
-    fn get(&self, key: &str) -> Option<String> {
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
         (self.lookup)(key).filter(|value| !value.is_empty())
     }
 
@@ -232,7 +238,7 @@ impl Env<'_> {
     }
 
     /// `KEY` or the contents of the file named by `KEY_FILE` (trailing newline removed).
-    fn secret(&self, key: &str) -> Result<Option<Secret>> {
+    pub(crate) fn secret(&self, key: &str) -> Result<Option<Secret>> {
         let file_key = format!("{key}_FILE");
         match (self.get(key), self.get(&file_key)) {
             (Some(_), Some(_)) => bail!("set {key} or {file_key}, not both"),
