@@ -10,6 +10,7 @@ mod access;
 mod accounts;
 mod callers;
 mod cli;
+mod google;
 mod groups;
 mod health;
 mod pg_only;
