@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::auth::google::GoogleConfig;
 use crate::domain::actor::Scope;
 
 /// A value that must never reach logs.
@@ -138,6 +139,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// The email transport and its settings.
     pub email: EmailConfig,
+    /// "Log in with Google"; `None` (off) unless `IDENTITY_GOOGLE_CLIENT_ID` is set.
+    pub google: Option<GoogleConfig>,
 }
 
 impl Config {
@@ -243,6 +246,7 @@ impl Config {
                     .unwrap_or(30 * 24 * 3600),
             ),
             email: email_config(&env)?,
+            google: GoogleConfig::from_env(&env)?,
         })
     }
 
@@ -289,12 +293,14 @@ fn email_config(env: &Env<'_>) -> Result<EmailConfig> {
     })
 }
 
-struct Env<'a> {
+/// The variables being read; lets a part's own config (`GoogleConfig`) read its variables the
+/// same way, `*_FILE` secrets included.
+pub(crate) struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Env<'_> {
-    fn get(&self, key: &str) -> Option<String> {
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
         (self.lookup)(key).filter(|value| !value.is_empty())
     }
 
@@ -313,7 +319,7 @@ impl Env<'_> {
     }
 
     /// `KEY` or the contents of the file named by `KEY_FILE` (trailing newline removed).
-    fn secret(&self, key: &str) -> Result<Option<Secret>> {
+    pub(crate) fn secret(&self, key: &str) -> Result<Option<Secret>> {
         let file_key = format!("{key}_FILE");
         match (self.get(key), self.get(&file_key)) {
             (Some(_), Some(_)) => bail!("set {key} or {file_key}, not both"),

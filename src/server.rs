@@ -8,6 +8,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
+use crate::auth::google::GoogleVerifier;
 use crate::auth::password::PasswordHasher;
 use crate::auth::{authenticator::Authenticator, keys::KeySet, service_tokens::ServiceTokens};
 use crate::clock::SharedClock;
@@ -66,7 +67,12 @@ impl App {
             clock.clone(),
             store.clone(),
         ));
+        let google = match &config.google {
+            Some(google) => Some(Arc::new(GoogleVerifier::new(google.clone())?)),
+            None => None,
+        };
         let auth = Auth::new(
+            google,
             store.clone(),
             clock.clone(),
             keys.clone(),

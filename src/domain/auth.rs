@@ -10,6 +10,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::auth::google::GoogleVerifier;
 use crate::auth::keys::{KeySet, TokenSubject};
 use crate::auth::password::{self, Password, PasswordHasher, Verified};
 use crate::auth::secret_token;
@@ -45,6 +46,8 @@ pub mod reason {
     pub const SESSION_NOT_FOUND: &str = "SESSION_NOT_FOUND";
     pub const CURRENT_PASSWORD_INCORRECT: &str = "CURRENT_PASSWORD_INCORRECT";
     pub const NO_PASSWORD: &str = "NO_PASSWORD";
+    pub const NO_MATCHING_USER: &str = "NO_MATCHING_USER";
+    pub const GOOGLE_LOGIN_NOT_CONFIGURED: &str = "GOOGLE_LOGIN_NOT_CONFIGURED";
 }
 
 /// An email code is valid 10 minutes.
@@ -155,8 +158,23 @@ fn person_of(actor: &Actor) -> DomainResult<&super::actor::PersonCaller> {
     }
 }
 
+/// What a client presents to log in with Google.
+#[derive(Debug, Clone)]
+pub enum GoogleCredential {
+    /// An authorization code (PKCE) that the service exchanges for an ID token.
+    Code {
+        code: String,
+        code_verifier: String,
+        redirect_uri: String,
+        nonce: String,
+    },
+    /// An ID token the client obtained itself.
+    IdToken { id_token: String, nonce: String },
+}
+
 #[derive(Clone)]
 pub struct Auth {
+    google: Option<Arc<GoogleVerifier>>,
     store: Store,
     clock: SharedClock,
     keys: Arc<KeySet>,
@@ -167,7 +185,9 @@ pub struct Auth {
 }
 
 impl Auth {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        google: Option<Arc<GoogleVerifier>>,
         store: Store,
         clock: SharedClock,
         keys: Arc<KeySet>,
@@ -177,6 +197,7 @@ impl Auth {
         public_url: String,
     ) -> Self {
         Self {
+            google,
             store,
             clock,
             keys,
@@ -266,6 +287,104 @@ impl Auth {
             client,
         )
         .await
+    }
+
+    /// Login with Google: the verified email of an invited or active user. An invited
+    /// membership is accepted by this login. The identity provider's own MFA stands in for the
+    /// email code.
+    pub async fn login_with_google(
+        &self,
+        credential: GoogleCredential,
+        account_id: Option<Uuid>,
+        client: Client,
+    ) -> DomainResult<LoginOutcome> {
+        let google = self
+            .google
+            .as_ref()
+            .ok_or_else(|| DomainError::FailedPrecondition {
+                reason: reason::GOOGLE_LOGIN_NOT_CONFIGURED,
+                message: "Google login is not configured on this service".to_owned(),
+            })?;
+        let (id_token, nonce) = match credential {
+            GoogleCredential::Code {
+                code,
+                code_verifier,
+                redirect_uri,
+                nonce,
+            } => (
+                google
+                    .exchange_code(&code, &code_verifier, &redirect_uri)
+                    .await?,
+                nonce,
+            ),
+            GoogleCredential::IdToken { id_token, nonce } => (id_token, nonce),
+        };
+        let identity = google
+            .verify_id_token(&id_token, &nonce, self.clock.now())
+            .await?;
+        let no_user = || {
+            DomainError::unauthenticated(
+                reason::NO_MATCHING_USER,
+                "no invited or active user has this Google account's email",
+            )
+        };
+        let person = self
+            .store
+            .find_person_by_email(&identity.email.to_lowercase())
+            .await?
+            .ok_or_else(no_user)?;
+        let mut candidates = self
+            .store
+            .memberships_in(person.id, &[status::ACTIVE, status::INVITED])
+            .await?;
+        if let Some(id) = account_id {
+            candidates.retain(|c| c.account.id == id);
+        }
+        if candidates.is_empty() {
+            return Err(no_user());
+        }
+        if let [only] = candidates.as_slice() {
+            let choice = self.accept_if_invited(&person, only.clone()).await?;
+            let session = self
+                .start_session(&person, &choice, vec!["google".to_owned()], true, client)
+                .await?;
+            return Ok(LoginOutcome::Tokens(session));
+        }
+        let token = secret_token::generate("sel_");
+        let now = self.clock.now();
+        let expires_at = now + SELECTION_TTL;
+        self.store
+            .create_selection(
+                &secret_token::digest_hex(&token),
+                person.id,
+                &["google".to_owned()],
+                true,
+                expires_at,
+                now,
+            )
+            .await?;
+        Ok(LoginOutcome::Selection(Selection {
+            token,
+            expires_at,
+            accounts: candidates,
+        }))
+    }
+
+    /// An invited membership chosen at a Google login becomes ACTIVE (the invitation is accepted).
+    async fn accept_if_invited(
+        &self,
+        person: &user::Model,
+        choice: ActiveMembership,
+    ) -> DomainResult<ActiveMembership> {
+        if choice.membership.status != status::INVITED {
+            return Ok(choice);
+        }
+        self.store
+            .activate_invited(choice.account.id, person.id, self.clock.now())
+            .await?;
+        let mut choice = choice;
+        choice.membership.status = status::ACTIVE.to_owned();
+        Ok(choice)
     }
 
     /// What follows a successful first factor: the email code, an account choice, or a session.

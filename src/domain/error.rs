@@ -26,6 +26,9 @@ pub mod reason {
     pub const GROUP_NOT_FOUND: &str = "GROUP_NOT_FOUND";
     pub const GROUP_NAME_TAKEN: &str = "GROUP_NAME_TAKEN";
     pub const GROUP_LIMIT_REACHED: &str = "GROUP_LIMIT_REACHED";
+    pub const GOOGLE_CREDENTIAL_INVALID: &str = "GOOGLE_CREDENTIAL_INVALID";
+    pub const GOOGLE_EMAIL_NOT_VERIFIED: &str = "GOOGLE_EMAIL_NOT_VERIFIED";
+    pub const GOOGLE_UNAVAILABLE: &str = "GOOGLE_UNAVAILABLE";
 }
 
 /// One bad field of a request: the path of the field (`settings.enforce_mfa`) and what is wrong.
@@ -124,8 +127,12 @@ pub enum DomainError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// A dependency did not answer; `reason` names it (`UNAVAILABLE` for the database).
     #[error("{message}")]
-    Unavailable { message: String },
+    Unavailable {
+        reason: &'static str,
+        message: String,
+    },
     #[error("{message}")]
     Unimplemented { message: String },
     #[error("internal error")]

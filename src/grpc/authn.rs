@@ -23,6 +23,7 @@ const PUBLIC_METHODS: &[&str] = &[
     "/identity.v1.AuthService/ResendMfaCode",
     "/identity.v1.AuthService/LoginWithGoogle",
     "/identity.v1.AuthService/LoginWithSso",
+    "/identity.v1.AuthService/SelectAccount",
     "/identity.v1.AuthService/StartSsoLogin",
     "/identity.v1.AuthService/GetInvitation",
     "/identity.v1.AuthService/AcceptInvitation",

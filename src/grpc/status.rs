@@ -70,8 +70,8 @@ impl From<DomainError> for Status {
                 }
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
-            DomainError::Unavailable { message } => {
-                status(Code::Unavailable, reason::UNAVAILABLE, message)
+            DomainError::Unavailable { reason, message } => {
+                status(Code::Unavailable, reason, message)
             }
             DomainError::Unimplemented { message } => {
                 status(Code::Unimplemented, reason::NOT_IMPLEMENTED, message)

@@ -177,6 +177,7 @@ impl From<DbErr> for DomainError {
     fn from(err: DbErr) -> Self {
         match &err {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => DomainError::Unavailable {
+                reason: crate::domain::error::reason::UNAVAILABLE,
                 message: "the database is unavailable; retry later".to_owned(),
             },
             _ => DomainError::internal(err),

@@ -78,9 +78,18 @@ impl Store {
 
     /// The person's ACTIVE memberships with their accounts, by account name.
     pub async fn active_memberships(&self, user_id: Uuid) -> DomainResult<Vec<ActiveMembership>> {
+        self.memberships_in(user_id, &[status::ACTIVE]).await
+    }
+
+    /// The person's memberships with one of `statuses`, with their accounts, by account name.
+    pub async fn memberships_in(
+        &self,
+        user_id: Uuid,
+        statuses: &[&str],
+    ) -> DomainResult<Vec<ActiveMembership>> {
         let memberships = membership::Entity::find()
             .filter(membership::Column::UserId.eq(user_id))
-            .filter(membership::Column::Status.eq(status::ACTIVE))
+            .filter(membership::Column::Status.is_in(statuses.iter().copied()))
             .all(&self.db)
             .await?;
         let mut out = Vec::with_capacity(memberships.len());
@@ -633,6 +642,35 @@ impl Store {
     ) -> DomainResult<()> {
         crate::email::outbox::enqueue(&self.db, account_id, to, email, now).await?;
         Ok(())
+    }
+
+    /// Accepts an invitation without its link (a login with the same email at an identity
+    /// provider proves the address): the membership becomes ACTIVE and the link dies.
+    pub async fn activate_invited(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> DomainResult<bool> {
+        let txn = self.db.begin().await?;
+        let activated = membership::Entity::update_many()
+            .col_expr(membership::Column::Status, Expr::value(status::ACTIVE))
+            .col_expr(membership::Column::AcceptedAt, Expr::value(now))
+            .col_expr(
+                membership::Column::Version,
+                Expr::col(membership::Column::Version).add(1),
+            )
+            .col_expr(membership::Column::UpdatedAt, Expr::value(now))
+            .filter(membership::Column::AccountId.eq(account_id))
+            .filter(membership::Column::UserId.eq(user_id))
+            .filter(membership::Column::Status.eq(status::INVITED))
+            .exec(&txn)
+            .await?;
+        invitation::Entity::delete_by_id((account_id, user_id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(activated.rows_affected == 1)
     }
 
     /// Records a login on the membership.

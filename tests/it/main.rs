@@ -8,9 +8,11 @@ mod harness;
 
 mod access;
 mod accounts;
+mod auth;
 mod callers;
 mod cli;
 mod email;
+mod google;
 mod groups;
 mod health;
 mod pg_only;
