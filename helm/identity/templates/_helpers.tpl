@@ -97,10 +97,12 @@ Rendered as YAML; read back with fromYaml (key "files").
   {{- if $s.keys.databaseUrl }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.databaseUrl "path" "database-url" "env" "IDENTITY_DATABASE_URL_FILE") }}{{ end }}
   {{- if $s.keys.serviceTokens }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.serviceTokens "path" "service-tokens" "env" "IDENTITY_SERVICE_TOKENS_FILE") }}{{ end }}
   {{- if $s.keys.signingKeys }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.signingKeys "path" "signing-keys" "env" "IDENTITY_SIGNING_KEYS_FILE") }}{{ end }}
+  {{- if $s.keys.secretKey }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.secretKey "path" "secret-key" "env" "IDENTITY_SECRET_KEY_FILE") }}{{ end }}
 {{- else }}
   {{- if $s.databaseUrl }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.databaseUrl "path" "database-url" "env" "IDENTITY_DATABASE_URL_FILE") }}{{ end }}
   {{- if $s.serviceTokens }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.serviceTokens "path" "service-tokens" "env" "IDENTITY_SERVICE_TOKENS_FILE") }}{{ end }}
   {{- if $s.signingKeys }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.signingKeys "path" "signing-keys" "env" "IDENTITY_SIGNING_KEYS_FILE") }}{{ end }}
+  {{- if $s.secretKey }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.secretKey "path" "secret-key" "env" "IDENTITY_SECRET_KEY_FILE") }}{{ end }}
 {{- end }}
 {{- range $s.extraFiles }}
   {{- if not (and .env .key) }}{{ fail "every secrets.extraFiles entry needs env and key" }}{{ end }}
@@ -121,6 +123,9 @@ Rendered as YAML; read back with fromYaml (key "files").
   {{- end }}
   {{- if not $s.signingKeys }}
     {{- fail "secrets.signingKeys is required (JSON array of entries printed by `identity keygen`): every replica must sign and verify with the same keys. Or set secrets.existingSecret." }}
+  {{- end }}
+  {{- if not $s.secretKey }}
+    {{- fail "secrets.secretKey is required (32 or more random bytes, base64: `openssl rand -base64 32`): it keys the hashes of emailed codes, and every replica must share it. Or set secrets.existingSecret." }}
   {{- end }}
   {{- if not $s.keys.databaseUrl }}{{ fail "secrets.keys.databaseUrl must name a key" }}{{ end }}
   {{- if not $s.keys.signingKeys }}{{ fail "secrets.keys.signingKeys must name a key" }}{{ end }}
