@@ -1064,3 +1064,100 @@ async fn old_password_hashes_are_upgraded_at_login() {
         .unwrap();
     assert!(stored.password_hash.unwrap().contains("m=19456,t=2,p=1"));
 }
+
+#[tokio::test]
+async fn disabling_or_removing_a_member_ends_their_sessions_at_once() {
+    let server = server().await;
+    let (account, _) = account_with_admin(&server, "ada@acme.test").await;
+    let admin = tokens_of(&server, login("ada@acme.test", PASSWORD))
+        .await
+        .access_token;
+    let mut members = Vec::new();
+    for email in ["bob@acme.test", "cy@acme.test"] {
+        let user = server
+            .users()
+            .create_user(with_token(
+                &admin,
+                proto::CreateUserRequest {
+                    account_id: account.id.clone(),
+                    email: email.into(),
+                    role: proto::Role::Developer as i32,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        let link = secret_in_email(&server, email, "invitation").await;
+        server
+            .auth()
+            .accept_invitation(proto::AcceptInvitationRequest {
+                invitation_token: link,
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            })
+            .await
+            .unwrap();
+        let tokens = tokens_of(&server, login(email, PASSWORD)).await;
+        assert!(profile(&server, &tokens.access_token).await.is_ok());
+        members.push((user, tokens));
+    }
+    let (bob, bob_tokens) = &members[0];
+    let (cy, cy_tokens) = &members[1];
+    server
+        .users()
+        .disable_user(with_token(
+            &admin,
+            proto::DisableUserRequest {
+                account_id: account.id.clone(),
+                user_id: bob.id.clone(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    server
+        .users()
+        .delete_user(with_token(
+            &admin,
+            proto::DeleteUserRequest {
+                account_id: account.id.clone(),
+                user_id: cy.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    for tokens in [bob_tokens, cy_tokens] {
+        assert_error(
+            profile(&server, &tokens.access_token).await,
+            Code::Unauthenticated,
+            "SESSION_REVOKED",
+        );
+        assert_error(
+            server
+                .auth()
+                .validate_token(with_token(
+                    DAM,
+                    proto::ValidateTokenRequest {
+                        access_token: tokens.access_token.clone(),
+                    },
+                ))
+                .await,
+            Code::Unauthenticated,
+            "SESSION_REVOKED",
+        );
+        assert_error(
+            server
+                .auth()
+                .refresh_session(proto::RefreshSessionRequest {
+                    refresh_token: tokens.refresh_token.clone(),
+                })
+                .await,
+            Code::Unauthenticated,
+            "SESSION_REVOKED",
+        );
+    }
+}
