@@ -753,10 +753,8 @@ impl Auth {
             .ok_or_else(session_revoked)?;
         let membership = self
             .store
-            .active_memberships(person.id)
-            .await?
-            .into_iter()
-            .find(|a| a.account.id == session.account_id);
+            .active_membership(person.id, session.account_id)
+            .await?;
         let Some(choice) = membership else {
             self.store
                 .revoke_session(session.id, "membership_inactive", now)
@@ -918,10 +916,8 @@ impl Auth {
             .ok_or_else(invitation_invalid)?;
         let choice = self
             .store
-            .active_memberships(person.id)
+            .active_membership(person.id, invitation.account_id)
             .await?
-            .into_iter()
-            .find(|a| a.account.id == invitation.account_id)
             .ok_or_else(invitation_invalid)?;
         // The emailed link proves control of the address: it counts as the second factor.
         let session = self

@@ -81,6 +81,28 @@ impl Store {
         self.memberships_in(user_id, &[status::ACTIVE]).await
     }
 
+    /// The person's ACTIVE membership in one account, with the account.
+    pub async fn active_membership(
+        &self,
+        user_id: Uuid,
+        account_id: Uuid,
+    ) -> DomainResult<Option<ActiveMembership>> {
+        let Some(membership) = membership::Entity::find_by_id((account_id, user_id))
+            .one(&self.db)
+            .await?
+            .filter(|m| m.status == status::ACTIVE)
+        else {
+            return Ok(None);
+        };
+        Ok(account::Entity::find_by_id(account_id)
+            .one(&self.db)
+            .await?
+            .map(|account| ActiveMembership {
+                membership,
+                account,
+            }))
+    }
+
     /// The person's memberships with one of `statuses`, with their accounts, by account name.
     pub async fn memberships_in(
         &self,
@@ -530,12 +552,7 @@ impl Store {
         if spent.rows_affected == 0 {
             return Ok(false);
         }
-        set_password(&txn, user_id, hash, now).await?;
-        revoke_sessions(&txn, user_id, None, None, "password_reset", now).await?;
-        login_throttle::Entity::delete_by_id(user_id)
-            .exec(&txn)
-            .await?;
-        crate::email::outbox::enqueue(&txn, None, notice.0, notice.1, now).await?;
+        replace_password(&txn, user_id, hash, None, "password_reset", notice, now).await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -551,20 +568,16 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DomainResult<u64> {
         let txn = self.db.begin().await?;
-        set_password(&txn, user_id, hash, now).await?;
-        let revoked = revoke_sessions(
+        let revoked = replace_password(
             &txn,
             user_id,
-            None,
+            hash,
             Some(keep_session),
             "password_changed",
+            notice,
             now,
         )
         .await?;
-        login_throttle::Entity::delete_by_id(user_id)
-            .exec(&txn)
-            .await?;
-        crate::email::outbox::enqueue(&txn, None, notice.0, notice.1, now).await?;
         txn.commit().await?;
         Ok(revoked)
     }
@@ -707,6 +720,26 @@ async fn set_password(
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// A new password: set it, end the person's sessions (but `keep`), forget failed logins and
+/// queue the notice, in the caller's transaction. Returns how many sessions ended.
+async fn replace_password(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    hash: &str,
+    keep: Option<Uuid>,
+    reason: &str,
+    notice: (&str, &crate::email::templates::Email),
+    now: DateTime<Utc>,
+) -> DomainResult<u64> {
+    set_password(conn, user_id, hash, now).await?;
+    let revoked = revoke_sessions(conn, user_id, None, keep, reason, now).await?;
+    login_throttle::Entity::delete_by_id(user_id)
+        .exec(conn)
+        .await?;
+    crate::email::outbox::enqueue(conn, None, notice.0, notice.1, now).await?;
+    Ok(revoked)
 }
 
 async fn insert_refresh_token(
