@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use argon2::{Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
-use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use crate::domain::error::{DomainError, DomainResult};
@@ -22,10 +21,15 @@ pub enum Verified {
     Mismatch,
 }
 
-/// Hashes and verifies passwords, never more than `concurrency` at once.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies passwords on a fixed pool of `concurrency` threads, so never more hashes
+/// (19 MiB each) are in flight than the pool has threads; further requests wait in a bounded
+/// queue. The threads run at the lowest scheduling priority (SCHED_BATCH, nice 19): a login flood
+/// uses the idle CPU and yields to every other RPC.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
+    jobs: tokio::sync::mpsc::Sender<Job>,
     /// A real hash of a random password: unknown emails are verified against it, so they take
     /// as long as known ones.
     dummy: Arc<String>,
@@ -55,11 +59,46 @@ fn current_params(hash: &PasswordHash) -> bool {
         })
 }
 
+fn lower_priority() {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+    if let Err(error) =
+        set_thread_priority_and_policy(thread_native_id(), thread_priority::ThreadPriority::Min, policy)
+    {
+        tracing::warn!(?error, "password hashing runs at normal priority");
+    }
+}
+
 impl PasswordHasher {
     pub fn new(concurrency: usize) -> DomainResult<Self> {
         let dummy = hash_now(&crate::auth::secret_token::generate(""))?;
+        let threads = concurrency.max(1);
+        let (jobs, receiver) = tokio::sync::mpsc::channel::<Job>(threads * 256);
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        for i in 0..threads {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = match receiver.lock() {
+                            Ok(mut receiver) => receiver.blocking_recv(),
+                            Err(_) => None,
+                        };
+                        match job {
+                            Some(job) => job(),
+                            None => break,
+                        }
+                    }
+                })
+                .map_err(DomainError::internal)?;
+        }
         Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            jobs,
             dummy: Arc::new(dummy),
         })
     }
@@ -68,14 +107,14 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> DomainResult<T> {
-        let _permit = self
-            .permits
-            .acquire()
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = reply.send(work());
+            }))
             .await
-            .map_err(DomainError::internal)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(DomainError::internal)
+            .map_err(|_| DomainError::internal(anyhow::anyhow!("the password pool has stopped")))?;
+        result.await.map_err(DomainError::internal)
     }
 
     pub async fn hash(&self, password: &Password) -> DomainResult<String> {
