@@ -65,9 +65,11 @@ fn lower_priority() {
         thread_native_id,
     };
     let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
-    if let Err(error) =
-        set_thread_priority_and_policy(thread_native_id(), thread_priority::ThreadPriority::Min, policy)
-    {
+    if let Err(error) = set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        policy,
+    ) {
         tracing::warn!(?error, "password hashing runs at normal priority");
     }
 }
