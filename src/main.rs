@@ -32,9 +32,10 @@ enum Command {
     Migrate,
     /// Print a new Ed25519 signing key as an IDENTITY_SIGNING_KEYS entry.
     Keygen {
-        /// The key id published in the JWKS and put in the `kid` header of tokens.
+        /// The key id published in the JWKS and put in the `kid` header of tokens (default: the
+        /// date and a random suffix).
         #[arg(long)]
-        kid: String,
+        kid: Option<String>,
     },
     /// Read a service token on stdin and print its SHA-256 for IDENTITY_SERVICE_TOKENS.
     HashToken,
@@ -54,6 +55,10 @@ fn main() -> Result<()> {
         Command::Serve => runtime()?.block_on(serve()),
         Command::Migrate => runtime()?.block_on(migrate()),
         Command::Keygen { kid } => {
+            let kid = kid.unwrap_or_else(|| {
+                let suffix = &secret_token::generate("")[..6];
+                format!("{}-{suffix}", chrono::Utc::now().format("%Y%m%d"))
+            });
             let key = generate_ed25519(&kid)?;
             let entry = serde_json::json!({
                 "kid": key.kid,
