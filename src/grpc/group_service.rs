@@ -222,14 +222,8 @@ impl GroupService for GroupApi {
     ) -> Result<Response<proto::AddGroupMembersResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        let mut v = Violations::new();
-        let account_id = v.check("account_id", validate::id(&req.account_id));
-        let group_id = v.check("group_id", validate::id(&req.group_id));
-        let user_ids = user_ids(&mut v, &req.user_ids);
-        v.finish()?;
-        let (Some(account_id), Some(group_id)) = (account_id, group_id) else {
-            return Err(missing());
-        };
+        let (account_id, group_id, user_ids) =
+            membership_change(&req.account_id, &req.group_id, &req.user_ids)?;
         let changed = self
             .groups
             .add_members(&actor, account_id, group_id, &user_ids)
@@ -246,14 +240,8 @@ impl GroupService for GroupApi {
     ) -> Result<Response<proto::RemoveGroupMembersResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        let mut v = Violations::new();
-        let account_id = v.check("account_id", validate::id(&req.account_id));
-        let group_id = v.check("group_id", validate::id(&req.group_id));
-        let user_ids = user_ids(&mut v, &req.user_ids);
-        v.finish()?;
-        let (Some(account_id), Some(group_id)) = (account_id, group_id) else {
-            return Err(missing());
-        };
+        let (account_id, group_id, user_ids) =
+            membership_change(&req.account_id, &req.group_id, &req.user_ids)?;
         let changed = self
             .groups
             .remove_members(&actor, account_id, group_id, &user_ids)
@@ -315,5 +303,22 @@ impl GroupService for GroupApi {
             groups: page.items.iter().map(group).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+}
+
+/// The ids of Add/RemoveGroupMembers, every bad one reported at once.
+fn membership_change(
+    account_id: &str,
+    group_id: &str,
+    ids: &[String],
+) -> Result<(Uuid, Uuid, Vec<Uuid>), Status> {
+    let mut v = Violations::new();
+    let account_id = v.check("account_id", validate::id(account_id));
+    let group_id = v.check("group_id", validate::id(group_id));
+    let user_ids = user_ids(&mut v, ids);
+    v.finish()?;
+    match (account_id, group_id) {
+        (Some(account_id), Some(group_id)) => Ok((account_id, group_id, user_ids)),
+        _ => Err(missing()),
     }
 }

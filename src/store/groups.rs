@@ -257,13 +257,25 @@ impl Store {
         if !name_key_prefix.is_empty() {
             query = query.filter(group::Column::NameKey.starts_with(name_key_prefix));
         }
-        if let Some(after) = after {
-            query = query.filter(after_condition(
+        self.page_of_groups(account_id, query, after, limit).await
+    }
+
+    /// One page of `query` in `(name_key, id)` order after `after`, with member counts.
+    async fn page_of_groups(
+        &self,
+        account_id: Uuid,
+        query: sea_orm::Select<group::Entity>,
+        after: Option<&After>,
+        limit: u64,
+    ) -> DomainResult<Vec<GroupWithCount>> {
+        let query = match after {
+            Some(after) => query.filter(after_condition(
                 group::Column::NameKey,
                 group::Column::Id,
                 after,
-            ));
-        }
+            )),
+            None => query,
+        };
         let groups = query
             .order_by_asc(group::Column::NameKey)
             .order_by_asc(group::Column::Id)
@@ -281,7 +293,7 @@ impl Store {
         after: Option<&After>,
         limit: u64,
     ) -> DomainResult<Vec<GroupWithCount>> {
-        let mut query = group::Entity::find()
+        let query = group::Entity::find()
             .filter(group::Column::AccountId.eq(account_id))
             .filter(
                 group::Column::Id.in_subquery(
@@ -293,20 +305,7 @@ impl Store {
                         .to_owned(),
                 ),
             );
-        if let Some(after) = after {
-            query = query.filter(after_condition(
-                group::Column::NameKey,
-                group::Column::Id,
-                after,
-            ));
-        }
-        let groups = query
-            .order_by_asc(group::Column::NameKey)
-            .order_by_asc(group::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await?;
-        self.with_counts(account_id, groups).await
+        self.page_of_groups(account_id, query, after, limit).await
     }
 
     /// Up to `limit` members of the group by `(email_key, id)` after `after`, with their
