@@ -16,7 +16,7 @@ use crate::auth::authenticator::Authenticator;
 use crate::domain::actor::Actor;
 use crate::domain::error::{DomainError, reason};
 
-/// RPCs that need no credentials (SPEC 6), plus health and reflection.
+/// RPCs that need no credentials (the login flows and the key set), plus health and reflection.
 const PUBLIC_METHODS: &[&str] = &[
     "/identity.v1.AuthService/Login",
     "/identity.v1.AuthService/VerifyMfaChallenge",
