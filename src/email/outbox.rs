@@ -431,7 +431,21 @@ pub fn spawn_worker(
     const BACKLOG_LOG_EVERY: Duration = Duration::from_secs(60);
     tokio::spawn(async move {
         let mut last_backlog_log: Option<tokio::time::Instant> = None;
+        // Each pass comes after a pause (the first one too, so start-up is not slowed), except
+        // right after a full batch: more may be waiting.
+        let mut pause = true;
         loop {
+            if pause {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    changed = stop.changed() => {
+                        if changed.is_err() {
+                            // The server is gone.
+                            break;
+                        }
+                    }
+                }
+            }
             if *stop.borrow() {
                 break;
             }
@@ -453,19 +467,7 @@ pub fn spawn_worker(
                     last_backlog_log = Some(tokio::time::Instant::now());
                 }
             }
-            if full {
-                // More may be waiting: go again at once.
-                continue;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                changed = stop.changed() => {
-                    if changed.is_err() {
-                        // The server is gone.
-                        break;
-                    }
-                }
-            }
+            pause = !full;
         }
     })
 }
