@@ -65,6 +65,31 @@ fn login(email: &str, password: &str) -> proto::LoginRequest {
     }
 }
 
+/// A Developer invited by `admin_token` into `account_id`.
+async fn invite_developer(
+    server: &TestServer,
+    admin_token: &str,
+    account_id: &str,
+    email: &str,
+) -> proto::User {
+    server
+        .users()
+        .create_user(with_token(
+            admin_token,
+            proto::CreateUserRequest {
+                account_id: account_id.to_owned(),
+                email: email.to_owned(),
+                role: proto::Role::Developer as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+}
+
 async fn tokens_of(server: &TestServer, request: proto::LoginRequest) -> proto::SessionTokens {
     match server
         .auth()
@@ -182,22 +207,7 @@ async fn an_expired_invitation_says_so_and_a_resend_replaces_the_link() {
     let admin_token = tokens_of(&server, login("ada@acme.test", PASSWORD))
         .await
         .access_token;
-    let user = server
-        .users()
-        .create_user(with_token(
-            &admin_token,
-            proto::CreateUserRequest {
-                account_id: account.id.clone(),
-                email: "late@acme.test".into(),
-                role: proto::Role::Developer as i32,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let user = invite_developer(&server, &admin_token, &account.id, "late@acme.test").await;
     let old = secret_in_email(&server, "late@acme.test", "invitation").await;
     server
         .clock
@@ -252,22 +262,7 @@ async fn login_failures_are_one_generic_answer() {
     let admin_token = tokens_of(&server, login("ada@acme.test", PASSWORD))
         .await
         .access_token;
-    let bob = server
-        .users()
-        .create_user(with_token(
-            &admin_token,
-            proto::CreateUserRequest {
-                account_id: account.id.clone(),
-                email: "bob@acme.test".into(),
-                role: proto::Role::Developer as i32,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let bob = invite_developer(&server, &admin_token, &account.id, "bob@acme.test").await;
     let bob_link = secret_in_email(&server, "bob@acme.test", "invitation").await;
     server
         .auth()
@@ -1074,22 +1069,7 @@ async fn disabling_or_removing_a_member_ends_their_sessions_at_once() {
         .access_token;
     let mut members = Vec::new();
     for email in ["bob@acme.test", "cy@acme.test"] {
-        let user = server
-            .users()
-            .create_user(with_token(
-                &admin,
-                proto::CreateUserRequest {
-                    account_id: account.id.clone(),
-                    email: email.into(),
-                    role: proto::Role::Developer as i32,
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap();
+        let user = invite_developer(&server, &admin, &account.id, email).await;
         let link = secret_in_email(&server, email, "invitation").await;
         server
             .auth()

@@ -41,6 +41,22 @@ async fn add(
         .unwrap()
 }
 
+/// Support sets the account's user cap.
+async fn set_max_users(server: &TestServer, account_id: &str, max_users: i32) {
+    server
+        .accounts()
+        .set_account_limits(with_token(
+            OPERATOR,
+            proto::SetAccountLimitsRequest {
+                account_id: account_id.to_owned(),
+                max_users: Some(max_users),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+}
+
 async fn account_of(server: &TestServer, account_id: &str) -> proto::Account {
     server
         .accounts()
@@ -263,18 +279,7 @@ async fn another_accounts_users_are_not_found_like_missing_ones() {
 async fn the_user_cap_counts_invited_users_and_support_can_raise_it() {
     let server = TestServer::start().await;
     let (account, token, _) = setup(&server).await;
-    server
-        .accounts()
-        .set_account_limits(with_token(
-            OPERATOR,
-            proto::SetAccountLimitsRequest {
-                account_id: account.id.clone(),
-                max_users: Some(3),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    set_max_users(&server, &account.id, 3).await;
     add(
         &server,
         &token,
@@ -309,18 +314,7 @@ async fn the_user_cap_counts_invited_users_and_support_can_raise_it() {
     );
     assert_eq!(account_of(&server, &account.id).await.user_count, 3);
 
-    server
-        .accounts()
-        .set_account_limits(with_token(
-            OPERATOR,
-            proto::SetAccountLimitsRequest {
-                account_id: account.id.clone(),
-                max_users: Some(4),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    set_max_users(&server, &account.id, 4).await;
     add(
         &server,
         &token,
@@ -1058,17 +1052,7 @@ mod pg_only {
         let one = TestServer::start_on(db.clone(), |_| {}).await;
         let two = TestServer::start_on(db.clone(), |_| {}).await;
         let (account, token, _) = setup(&one).await;
-        one.accounts()
-            .set_account_limits(with_token(
-                OPERATOR,
-                proto::SetAccountLimitsRequest {
-                    account_id: account.id.clone(),
-                    max_users: Some(5),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap();
+        set_max_users(&one, &account.id, 5).await;
         let calls = (0..50).map(|i| {
             let mut client = if i % 2 == 0 { one.users() } else { two.users() };
             let request = create(
@@ -1095,17 +1079,7 @@ mod pg_only {
         let one = TestServer::start_on(db.clone(), |_| {}).await;
         let two = TestServer::start_on(db.clone(), |_| {}).await;
         let (account, token, _) = setup(&one).await;
-        one.accounts()
-            .set_account_limits(with_token(
-                OPERATOR,
-                proto::SetAccountLimitsRequest {
-                    account_id: account.id.clone(),
-                    max_users: Some(2),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap();
+        set_max_users(&one, &account.id, 2).await;
         let mut request = create(&account.id, "last-slot@acme.test", proto::Role::Developer);
         request.request_id = Uuid::new_v4().to_string();
         let calls = (0..10).map(|i| {
