@@ -229,7 +229,9 @@ impl Auth {
     }
 
     /// Checks a password with the per-person throttle: the attempt is counted before the hash
-    /// is computed, so parallel guesses cannot exceed the limit.
+    /// is computed, so parallel guesses cannot exceed the limit. A match leaves the attempt
+    /// counted until the login succeeds: the session's transaction forgets the failures, or
+    /// `login` does when the password leads to an email code or an account choice.
     async fn checked_password(
         &self,
         person: &user::Model,
@@ -249,7 +251,6 @@ impl Auth {
         {
             Verified::Mismatch => Ok(false),
             Verified::Match { rehash } => {
-                self.store.clear_login_failures(person.id).await?;
                 if let Some(hash) = rehash {
                     self.store
                         .set_password_hash(person.id, &hash, self.clock.now())
@@ -276,17 +277,23 @@ impl Auth {
         if !self.checked_password(&person, &password).await? {
             return Err(invalid_credentials());
         }
-        let accounts = self.store.active_memberships(person.id).await?;
-        self.after_authentication(
-            person,
-            accounts,
-            account_id,
-            vec!["pwd".to_owned()],
-            false,
-            true,
-            client,
-        )
-        .await
+        let person_id = person.id;
+        let accounts = self.store.active_memberships(person_id).await?;
+        let outcome = self
+            .after_authentication(
+                person,
+                accounts,
+                account_id,
+                vec!["pwd".to_owned()],
+                false,
+                true,
+                client,
+            )
+            .await?;
+        if !matches!(outcome, LoginOutcome::Tokens(_)) {
+            self.store.clear_login_failures(person_id).await?;
+        }
+        Ok(outcome)
     }
 
     /// Login with Google: the verified email of an invited or active user. An invited
@@ -495,7 +502,7 @@ impl Auth {
         let role = Role::parse(&choice.membership.role).ok_or_else(invalid_credentials)?;
         let (session, refresh_token) = self
             .store
-            .create_session(
+            .log_in(
                 NewSession {
                     user_id: person.id,
                     account_id: choice.account.id,
@@ -507,9 +514,6 @@ impl Auth {
                 now,
                 self.session_ttl,
             )
-            .await?;
-        self.store
-            .touch_membership(choice.account.id, person.id, now)
             .await?;
         self.sign(person, session, refresh_token, role, now)
     }

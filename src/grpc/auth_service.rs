@@ -19,7 +19,6 @@ use crate::domain::validate;
 use crate::proto::{self, auth_service_server::AuthService};
 use crate::server::App;
 use crate::store::Store;
-use crate::store::accounts::status;
 
 use super::authn::actor;
 use super::convert::{self, timestamp};
@@ -545,17 +544,11 @@ impl AuthService for AuthApi {
             )
             .with_metadata("subject", "access_token")
         };
-        let live = self
+        if !self
             .store
-            .find_session(claims.sid)
+            .session_in_force(claims.sid, claims.acc, claims.sub, now)
             .await?
-            .is_some_and(|s| s.revoked_at.is_none() && s.expires_at > now);
-        let active = self
-            .store
-            .require_member(claims.acc, claims.sub)
-            .await
-            .is_ok_and(|m| m.membership.status == status::ACTIVE);
-        if !live || !active {
+        {
             return Err(revoked().into());
         }
         let time = |secs: i64| prost_types::Timestamp {

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, TransactionTrait,
+    sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query},
 };
 use uuid::Uuid;
 
@@ -87,19 +87,16 @@ impl Store {
         user_id: Uuid,
         account_id: Uuid,
     ) -> DomainResult<Option<ActiveMembership>> {
-        let Some(membership) = membership::Entity::find_by_id((account_id, user_id))
+        Ok(membership::Entity::find_by_id((account_id, user_id))
+            .filter(membership::Column::Status.eq(status::ACTIVE))
+            .find_also_related(account::Entity)
             .one(&self.db)
             .await?
-            .filter(|m| m.status == status::ACTIVE)
-        else {
-            return Ok(None);
-        };
-        Ok(account::Entity::find_by_id(account_id)
-            .one(&self.db)
-            .await?
-            .map(|account| ActiveMembership {
-                membership,
-                account,
+            .and_then(|(membership, account)| {
+                account.map(|account| ActiveMembership {
+                    membership,
+                    account,
+                })
             }))
     }
 
@@ -109,23 +106,20 @@ impl Store {
         user_id: Uuid,
         statuses: &[&str],
     ) -> DomainResult<Vec<ActiveMembership>> {
-        let memberships = membership::Entity::find()
+        let mut out: Vec<ActiveMembership> = membership::Entity::find()
             .filter(membership::Column::UserId.eq(user_id))
             .filter(membership::Column::Status.is_in(statuses.iter().copied()))
+            .find_also_related(account::Entity)
             .all(&self.db)
-            .await?;
-        let mut out = Vec::with_capacity(memberships.len());
-        for membership in memberships {
-            if let Some(account) = account::Entity::find_by_id(membership.account_id)
-                .one(&self.db)
-                .await?
-            {
-                out.push(ActiveMembership {
+            .await?
+            .into_iter()
+            .filter_map(|(membership, account)| {
+                account.map(|account| ActiveMembership {
                     membership,
                     account,
-                });
-            }
-        }
+                })
+            })
+            .collect();
         out.sort_by(|a, b| {
             a.account
                 .name
@@ -171,47 +165,69 @@ impl Store {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> DomainResult<Option<Duration>> {
-        let txn = self.db.begin().await?;
-        login_throttle::Entity::insert(login_throttle::ActiveModel {
-            user_id: Set(user_id),
-            failures: Set(0),
-            window_started_at: Set(now),
-            locked_until: Set(None),
-        })
-        .on_conflict(
-            OnConflict::column(login_throttle::Column::UserId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-        let row = login_throttle::Entity::find_by_id(user_id)
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-            .ok_or_else(|| DomainError::internal(anyhow::anyhow!("throttle row vanished")))?;
-        if let Some(until) = row.locked_until
-            && until > now
-        {
-            return Ok(Some(until - now));
-        }
+        use login_throttle::Column as C;
+        // One statement, so one round trip and no explicit transaction: the upsert locks the
+        // row, and an attempt made while the person must wait changes nothing and returns no row.
+        // In DO UPDATE, a column qualified by the table is the row's value before the attempt.
+        let before = |column: C| Expr::col((login_throttle::Entity, column));
         // The window is measured from the last counted attempt.
-        let failures = if now - row.window_started_at > FAILURE_WINDOW {
-            1
-        } else {
-            row.failures + 1
-        };
-        let lock = lock_after(failures);
-        login_throttle::Entity::update(login_throttle::ActiveModel {
-            user_id: Set(user_id),
-            failures: Set(failures),
-            window_started_at: Set(now),
-            locked_until: Set((lock > Duration::zero()).then(|| now + lock)),
-        })
-        .exec(&txn)
-        .await?;
-        txn.commit().await?;
-        Ok(None)
+        let window_over = before(C::WindowStartedAt).lt(now - FAILURE_WINDOW);
+        let counted = before(C::Failures).add(1);
+        let no_lock = Expr::value(Option::<DateTime<Utc>>::None);
+        let mut lock = CaseStatement::new().case(window_over.clone(), no_lock.clone());
+        let mut failures = FREE_ATTEMPTS;
+        while lock_after(failures) < MAX_LOCK {
+            lock = lock.case(counted.clone().eq(failures), now + lock_after(failures));
+            failures += 1;
+        }
+        let lock = lock
+            .case(counted.clone().gte(failures), now + MAX_LOCK)
+            .finally(no_lock);
+        let attempt = Query::insert()
+            .into_table(login_throttle::Entity)
+            .columns([C::UserId, C::Failures, C::WindowStartedAt, C::LockedUntil])
+            .values_panic([
+                Expr::value(user_id),
+                Expr::value(1),
+                Expr::value(now),
+                Expr::value((lock_after(1) > Duration::zero()).then(|| now + lock_after(1))),
+            ])
+            .on_conflict(
+                OnConflict::column(C::UserId)
+                    .values([
+                        (
+                            C::Failures,
+                            Expr::case(window_over, 1).finally(counted).into(),
+                        ),
+                        (C::WindowStartedAt, Expr::value(now)),
+                        (C::LockedUntil, lock.into()),
+                    ])
+                    .action_and_where(
+                        before(C::LockedUntil)
+                            .is_null()
+                            .or(before(C::LockedUntil).lte(now)),
+                    )
+                    .to_owned(),
+            )
+            .returning_col(C::Failures)
+            .to_owned();
+        let counted = self
+            .db
+            .query_one_raw(self.backend().build(&attempt))
+            .await?;
+        if counted.is_some() {
+            return Ok(None);
+        }
+        // Refused: the row holds the time the person may try again (unless a login that was
+        // already under way has succeeded since; then the person may retry at once).
+        let until = login_throttle::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await?
+            .and_then(|row| row.locked_until)
+            .filter(|until| *until > now);
+        Ok(Some(
+            until.map_or(Duration::seconds(1), |until| until - now),
+        ))
     }
 
     /// A successful login, reset or password change forgets the failures.
@@ -233,6 +249,54 @@ impl Store {
         let created = insert_session(&txn, new, now, ttl).await?;
         txn.commit().await?;
         Ok(created)
+    }
+
+    /// A login: starts a session with its first refresh token, records the time as the
+    /// member's last login and forgets the person's failed attempts, in one transaction.
+    pub async fn log_in(
+        &self,
+        new: NewSession,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> DomainResult<(session::Model, String)> {
+        let (account_id, user_id) = (new.account_id, new.user_id);
+        let txn = self.db.begin().await?;
+        let created = insert_session(&txn, new, now, ttl).await?;
+        membership::Entity::update_many()
+            .col_expr(membership::Column::LastLoginAt, Expr::value(now))
+            .filter(membership::Column::AccountId.eq(account_id))
+            .filter(membership::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await?;
+        login_throttle::Entity::delete_by_id(user_id)
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(created)
+    }
+
+    /// Whether a session is live and its member still ACTIVE, in one query: the check behind
+    /// `ValidateToken`, which services make on every request.
+    pub async fn session_in_force(
+        &self,
+        session_id: Uuid,
+        account_id: Uuid,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> DomainResult<bool> {
+        let found = session::Entity::find_by_id(session_id)
+            .select_only()
+            .column(session::Column::Id)
+            .join(JoinType::InnerJoin, session::Relation::Membership.def())
+            .filter(session::Column::AccountId.eq(account_id))
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .filter(membership::Column::Status.eq(status::ACTIVE))
+            .into_tuple::<Uuid>()
+            .one(&self.db)
+            .await?;
+        Ok(found.is_some())
     }
 
     pub async fn find_session(&self, id: Uuid) -> DomainResult<Option<session::Model>> {
@@ -684,22 +748,6 @@ impl Store {
             .await?;
         txn.commit().await?;
         Ok(activated.rows_affected == 1)
-    }
-
-    /// Records a login on the membership.
-    pub async fn touch_membership(
-        &self,
-        account_id: Uuid,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> DomainResult<()> {
-        membership::Entity::update_many()
-            .col_expr(membership::Column::LastLoginAt, Expr::value(now))
-            .filter(membership::Column::AccountId.eq(account_id))
-            .filter(membership::Column::UserId.eq(user_id))
-            .exec(&self.db)
-            .await?;
-        Ok(())
     }
 }
 

@@ -22,6 +22,14 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// The membership the session logs in to.
+    #[sea_orm(
+        belongs_to = "super::membership::Entity",
+        from = "(Column::AccountId, Column::UserId)",
+        to = "(super::membership::Column::AccountId, super::membership::Column::UserId)"
+    )]
+    Membership,
+}
 
 impl ActiveModelBehavior for ActiveModel {}
