@@ -5,9 +5,12 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, TransactionTrait,
-    sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query},
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, JoinType, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, RelationTrait, TransactionTrait,
+    sea_query::{
+        Alias, CaseStatement, CommonTableExpression, Expr, ExprTrait, InsertStatement, OnConflict,
+        Query, SubQueryStatement, WithClause,
+    },
 };
 use uuid::Uuid;
 
@@ -252,7 +255,9 @@ impl Store {
     }
 
     /// A login: starts a session with its first refresh token, records the time as the
-    /// member's last login and forgets the person's failed attempts, in one transaction.
+    /// member's last login and forgets the person's failed attempts, all or nothing. On
+    /// PostgreSQL the four writes are one statement (data-modifying WITH queries), so a login
+    /// costs one round trip here instead of six.
     pub async fn log_in(
         &self,
         new: NewSession,
@@ -260,19 +265,45 @@ impl Store {
         ttl: Duration,
     ) -> DomainResult<(session::Model, String)> {
         let (account_id, user_id) = (new.account_id, new.user_id);
-        let txn = self.db.begin().await?;
-        let created = insert_session(&txn, new, now, ttl).await?;
-        membership::Entity::update_many()
+        let row = new_session_row(new, now, ttl);
+        let refresh = secret_token::generate("rt_");
+        let session_insert =
+            session::Entity::insert(session::ActiveModel::from(row.clone())).into_query();
+        let refresh_insert = refresh_token_insert(row.id, &refresh, now);
+        let last_login = membership::Entity::update_many()
             .col_expr(membership::Column::LastLoginAt, Expr::value(now))
             .filter(membership::Column::AccountId.eq(account_id))
             .filter(membership::Column::UserId.eq(user_id))
-            .exec(&txn)
-            .await?;
-        login_throttle::Entity::delete_by_id(user_id)
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(created)
+            .into_query();
+        let forget_failures = login_throttle::Entity::delete_by_id(user_id).into_query();
+        let backend = self.backend();
+        if backend == DbBackend::Postgres {
+            let writes: [SubQueryStatement; 4] = [
+                session_insert.into(),
+                refresh_insert.into(),
+                last_login.into(),
+                forget_failures.into(),
+            ];
+            let mut with = WithClause::new();
+            for (n, write) in writes.into_iter().enumerate() {
+                with.cte(
+                    CommonTableExpression::new()
+                        .query(write)
+                        .table_name(Alias::new(format!("write_{n}")))
+                        .to_owned(),
+                );
+            }
+            let statement = with.query(Query::select().expr(Expr::value(1)).to_owned());
+            self.db.execute_raw(backend.build(&statement)).await?;
+        } else {
+            let txn = self.db.begin().await?;
+            txn.execute_raw(backend.build(&session_insert)).await?;
+            txn.execute_raw(backend.build(&refresh_insert)).await?;
+            txn.execute_raw(backend.build(&last_login)).await?;
+            txn.execute_raw(backend.build(&forget_failures)).await?;
+            txn.commit().await?;
+        }
+        Ok((row, refresh))
     }
 
     /// Whether a session is live and its member still ACTIVE, in one query: the check behind
@@ -790,31 +821,32 @@ async fn replace_password(
     Ok(revoked)
 }
 
-async fn insert_refresh_token(
-    conn: &impl ConnectionTrait,
-    session_id: Uuid,
-    token: &str,
-    now: DateTime<Utc>,
-) -> DomainResult<()> {
+fn refresh_token_insert(session_id: Uuid, token: &str, now: DateTime<Utc>) -> InsertStatement {
     refresh_token::Entity::insert(refresh_token::ActiveModel {
         token_hash: Set(secret_token::digest_hex(token)),
         session_id: Set(session_id),
         created_at: Set(now),
         used_at: Set(None),
     })
-    .exec_without_returning(conn)
+    .into_query()
+}
+
+async fn insert_refresh_token(
+    conn: &impl ConnectionTrait,
+    session_id: Uuid,
+    token: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    conn.execute_raw(
+        conn.get_database_backend()
+            .build(&refresh_token_insert(session_id, token, now)),
+    )
     .await?;
     Ok(())
 }
 
-/// Inserts a session and its first refresh token in the caller's transaction.
-pub(crate) async fn insert_session(
-    conn: &impl ConnectionTrait,
-    new: NewSession,
-    now: DateTime<Utc>,
-    ttl: Duration,
-) -> DomainResult<(session::Model, String)> {
-    let row = session::Model {
+fn new_session_row(new: NewSession, now: DateTime<Utc>, ttl: Duration) -> session::Model {
+    session::Model {
         id: Uuid::now_v7(),
         user_id: new.user_id,
         account_id: new.account_id,
@@ -827,7 +859,17 @@ pub(crate) async fn insert_session(
         expires_at: now + ttl,
         revoked_at: None,
         revoke_reason: None,
-    };
+    }
+}
+
+/// Inserts a session and its first refresh token in the caller's transaction.
+pub(crate) async fn insert_session(
+    conn: &impl ConnectionTrait,
+    new: NewSession,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> DomainResult<(session::Model, String)> {
+    let row = new_session_row(new, now, ttl);
     session::Entity::insert(session::ActiveModel::from(row.clone()))
         .exec_without_returning(conn)
         .await?;

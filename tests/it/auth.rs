@@ -368,6 +368,48 @@ async fn five_failures_pause_logins_with_retry_info() {
     tokens_of(&server, login("ada@acme.test", PASSWORD)).await;
 }
 
+/// Four wrong passwords for `email`: one short of a pause.
+async fn four_failures(server: &TestServer, email: &str) {
+    for _ in 0..4 {
+        assert_error(
+            server
+                .auth()
+                .login(login(email, "wrong password here"))
+                .await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_login_records_its_time_and_forgets_earlier_failures() {
+    let server = server().await;
+    account_with_admin(&server, "ada@acme.test").await;
+    four_failures(&server, "ada@acme.test").await;
+    server.clock.advance(chrono::Duration::minutes(1));
+    let tokens = tokens_of(&server, login("ada@acme.test", PASSWORD)).await;
+    let me = profile(&server, &tokens.access_token).await.unwrap();
+    assert_eq!(
+        me.last_login_time.map(|t| t.seconds),
+        Some(server.clock.now_utc().timestamp())
+    );
+    // Had the failures been kept, the fifth of these would pause the next login.
+    four_failures(&server, "ada@acme.test").await;
+    let tokens = tokens_of(&server, login("ada@acme.test", PASSWORD)).await;
+
+    // The same when the password leads to an email code instead of a session.
+    server
+        .auth()
+        .enable_mfa(with_token(&tokens.access_token, proto::EnableMfaRequest {}))
+        .await
+        .unwrap();
+    four_failures(&server, "ada@acme.test").await;
+    challenge_of(&server, login("ada@acme.test", PASSWORD)).await;
+    four_failures(&server, "ada@acme.test").await;
+    challenge_of(&server, login("ada@acme.test", PASSWORD)).await;
+}
+
 #[tokio::test]
 async fn parallel_guesses_get_no_more_than_five_evaluations() {
     let server = server().await;
