@@ -1,8 +1,9 @@
 //! Login throughput against raw argon2id on the same cores, and ValidateToken latency while a
-//! login flood runs, in one run through the real server on PostgreSQL. The phases, 10 s each:
-//! raw argon2id verifications on every core (no server); ValidateToken one call at a time; a
-//! login flood alone (4 clients per core, each logging in as its own person); ValidateToken
-//! again while that flood goes on. Prints its figures:
+//! login flood runs, in one run through the real server on PostgreSQL. Two measurements, each
+//! in alternating rounds so that a change of the machine's speed during the run hits both sides:
+//! raw argon2id verifications on every core (no server) against a login flood (4 clients per
+//! core, each logging in as its own person); then ValidateToken, one call at a time, alone
+//! against during such a flood. Prints its figures:
 //!
 //!     cargo bench --bench login
 //!
@@ -33,13 +34,16 @@ use tonic::transport::Channel;
 
 const PASSWORD: &str = "lantern orbit canyon 42";
 const SERVICE: &str = "idt_bench_service";
-const PHASE: Duration = Duration::from_secs(10);
+/// Each measurement runs in `ROUNDS` rounds of `ROUND`, alternating with the one it is compared
+/// to, so that a drift of the machine's speed during the run (shared hosts) hits both alike.
+const ROUND: Duration = Duration::from_secs(4);
+const ROUNDS: u32 = 5;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// Raw argon2id verifications per second on all cores, no server.
+/// Raw argon2id verifications per second on all cores for one round, no server.
 fn raw_argon2() -> f64 {
     let hash = Argon2::default()
         .hash_password(PASSWORD.as_bytes())
@@ -52,7 +56,7 @@ fn raw_argon2() -> f64 {
             let (hash, count) = (hash.clone(), count.clone());
             std::thread::spawn(move || {
                 let parsed = PasswordHash::new(&hash).unwrap();
-                while started.elapsed() < PHASE {
+                while started.elapsed() < ROUND {
                     Argon2::default()
                         .verify_password(PASSWORD.as_bytes(), &parsed)
                         .unwrap();
@@ -154,12 +158,12 @@ impl Flood {
     }
 }
 
-/// ValidateToken latencies, one call at a time, for `PHASE`.
+/// ValidateToken latencies, one call at a time, for one round.
 async fn validate_latencies(channel: Channel, access_token: String) -> Vec<Duration> {
     let mut client = AuthServiceClient::new(channel);
     let mut samples = Vec::new();
     let started = Instant::now();
-    while started.elapsed() < PHASE {
+    while started.elapsed() < ROUND {
         let t = Instant::now();
         client
             .validate_token(with_service(proto::ValidateTokenRequest {
@@ -270,44 +274,67 @@ async fn run(url: String) -> anyhow::Result<()> {
     };
 
     println!(
-        "cores: {}, password hash concurrency: {hash_concurrency}, phases of {} s",
+        "cores: {}, password hash concurrency: {hash_concurrency}, {clients} login clients, \
+         {ROUNDS} rounds of {} s per measurement",
         cores(),
-        PHASE.as_secs()
+        ROUND.as_secs()
     );
-    let raw = raw_argon2();
-    println!("raw argon2id verifications/s (all cores, no server): {raw:.1}");
 
-    let (quiet_p50, quiet_p99) =
-        p99(validate_latencies(channel.clone(), access_token.clone()).await);
-
-    // Login throughput: the flood alone.
-    let mut flood = Flood::start(channel.clone(), clients, login).await;
-    tokio::time::sleep(PHASE).await;
-    let (rate, refused) = flood.rates();
-    // ValidateToken latency while the flood goes on.
-    flood.restart_count();
-    let (flood_p50, flood_p99) =
-        p99(validate_latencies(channel.clone(), access_token.clone()).await);
-    let (rate_probed, _) = flood.rates();
-    flood.stop().await;
-
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // Login throughput against raw argon2id, round by round.
+    println!("| round | raw argon2id/s | Login/s | ratio |");
+    println!("|---|---|---|---|");
+    let (mut raw_total, mut login_total, mut refused_total) = (0.0, 0.0, 0);
+    let mut ratios = Vec::new();
+    for round in 1..=ROUNDS {
+        let raw = raw_argon2();
+        let flood = Flood::start(channel.clone(), clients, login).await;
+        tokio::time::sleep(ROUND).await;
+        let (rate, refused) = flood.rates();
+        flood.stop().await;
+        println!(
+            "| {round} | {raw:.1} | {rate:.1} | {:.1}% |",
+            100.0 * rate / raw
+        );
+        raw_total += raw;
+        login_total += rate;
+        refused_total += refused;
+        ratios.push(rate / raw);
+    }
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "Login/s, {clients} clients: {rate:.1}  ({:.1}% of raw argon2id), refused: {refused}",
-        100.0 * rate / raw
+        "all rounds: raw argon2id {:.1}/s, Login {:.1}/s: {:.1}% of raw (median round {:.1}%), \
+         refused logins: {refused_total}",
+        raw_total / f64::from(ROUNDS),
+        login_total / f64::from(ROUNDS),
+        100.0 * login_total / raw_total,
+        100.0 * ratios[ratios.len() / 2],
     );
-    println!("Login/s while ValidateToken is measured: {rate_probed:.1}");
+
+    // ValidateToken alone and during a login flood, round by round; percentiles over all rounds.
+    let (mut alone, mut flooded) = (Vec::new(), Vec::new());
+    let mut flood_rates = 0.0;
+    for _ in 0..ROUNDS {
+        alone.extend(validate_latencies(channel.clone(), access_token.clone()).await);
+        let flood = Flood::start(channel.clone(), clients, login).await;
+        flooded.extend(validate_latencies(channel.clone(), access_token.clone()).await);
+        flood_rates += flood.rates().0;
+        flood.stop().await;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (alone_p50, alone_p99) = p99(alone);
+    let (flood_p50, flood_p99) = p99(flooded);
     println!("| ValidateToken | p50 ms | p99 ms |");
     println!("|---|---|---|");
-    println!("| alone | {:.2} | {:.2} |", ms(quiet_p50), ms(quiet_p99));
+    println!("| alone | {:.2} | {:.2} |", ms(alone_p50), ms(alone_p99));
     println!(
-        "| during the login flood | {:.2} | {:.2} |",
+        "| during the login flood ({:.1} logins/s) | {:.2} | {:.2} |",
+        flood_rates / f64::from(ROUNDS),
         ms(flood_p50),
         ms(flood_p99)
     );
     println!(
         "p99 during flood / alone: {:.2}",
-        flood_p99.as_secs_f64() / quiet_p99.as_secs_f64()
+        flood_p99.as_secs_f64() / alone_p99.as_secs_f64()
     );
     Ok(())
 }

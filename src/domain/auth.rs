@@ -269,8 +269,9 @@ impl Auth {
         account_id: Option<Uuid>,
         client: Client,
     ) -> DomainResult<LoginOutcome> {
-        let Some(person) = self.store.find_person_by_email(email_key).await? else {
-            // Unknown email: the same work as a wrong password, the same answer.
+        let Some((person, accounts)) = self.store.person_for_login(email_key).await? else {
+            // Unknown email, or a person active nowhere: the same work as a wrong password,
+            // the same answer.
             self.hasher.verify(&password, None).await?;
             return Err(invalid_credentials());
         };
@@ -278,7 +279,6 @@ impl Auth {
             return Err(invalid_credentials());
         }
         let person_id = person.id;
-        let accounts = self.store.active_memberships(person_id).await?;
         let outcome = self
             .after_authentication(
                 person,

@@ -75,6 +75,34 @@ impl Store {
             .await?)
     }
 
+    /// The person with this email and their ACTIVE memberships (with their accounts, by account
+    /// name), in one query; `None` when no such person can log in anywhere.
+    pub async fn person_for_login(
+        &self,
+        email_key: &str,
+    ) -> DomainResult<Option<(user::Model, Vec<ActiveMembership>)>> {
+        let rows = user::Entity::find()
+            .filter(user::Column::EmailKey.eq(email_key))
+            .filter(membership::Column::Status.eq(status::ACTIVE))
+            .find_also_related(membership::Entity)
+            .and_also_related(account::Entity)
+            .all(&self.db)
+            .await?;
+        let mut person = None;
+        let mut accounts = Vec::with_capacity(rows.len());
+        for (user, membership, account) in rows {
+            if let (Some(membership), Some(account)) = (membership, account) {
+                accounts.push(ActiveMembership {
+                    membership,
+                    account,
+                });
+            }
+            person.get_or_insert(user);
+        }
+        sort_by_account_name(&mut accounts);
+        Ok(person.map(|person| (person, accounts)))
+    }
+
     pub async fn find_person(&self, user_id: Uuid) -> DomainResult<Option<user::Model>> {
         Ok(user::Entity::find_by_id(user_id).one(&self.db).await?)
     }
@@ -123,12 +151,7 @@ impl Store {
                 })
             })
             .collect();
-        out.sort_by(|a, b| {
-            a.account
-                .name
-                .cmp(&b.account.name)
-                .then(a.account.id.cmp(&b.account.id))
-        });
+        sort_by_account_name(&mut out);
         Ok(out)
     }
 
@@ -819,6 +842,15 @@ async fn replace_password(
         .await?;
     crate::email::outbox::enqueue(conn, None, notice.0, notice.1, now).await?;
     Ok(revoked)
+}
+
+fn sort_by_account_name(memberships: &mut [ActiveMembership]) {
+    memberships.sort_by(|a, b| {
+        a.account
+            .name
+            .cmp(&b.account.name)
+            .then(a.account.id.cmp(&b.account.id))
+    });
 }
 
 fn refresh_token_insert(session_id: Uuid, token: &str, now: DateTime<Utc>) -> InsertStatement {

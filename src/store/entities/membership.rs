@@ -28,6 +28,18 @@ pub enum Relation {
         to = "super::account::Column::Id"
     )]
     Account,
+    #[sea_orm(
+        belongs_to = "super::user::Entity",
+        from = "Column::UserId",
+        to = "super::user::Column::Id"
+    )]
+    User,
+}
+
+impl Related<super::user::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::User.def()
+    }
 }
 
 impl Related<super::account::Entity> for Entity {
