@@ -1,9 +1,11 @@
 //! Passwords: argon2id (m=19,456 KiB, t=2, p=1) computed on a bounded pool off the async workers,
 //! so a login flood queues instead of exhausting memory; and the password policy.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use argon2::{Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
+use argon2::password_hash::phc::Output;
+use argon2::{Argon2, Block, Params, PasswordHash, PasswordHasher as _};
 use zeroize::Zeroizing;
 
 use crate::domain::error::{DomainError, DomainResult};
@@ -48,6 +50,48 @@ fn hash_now(password: &str) -> DomainResult<String> {
         .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())
         .map_err(|e| DomainError::internal(anyhow::anyhow!("password hashing failed: {e}")))
+}
+
+thread_local! {
+    /// A pool thread's argon2 memory (19 MiB at the current parameters), kept from one
+    /// verification to the next: no allocation, zeroing or page faults per login, and no
+    /// address-space changes that would stall the other threads of the process.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Verifies `password` against a PHC string in the calling thread's kept memory (hashes with
+/// more memory than the current parameters, from a future upgrade, get memory of their own).
+/// The result is compared in constant time.
+fn verify_now(password: &[u8], hash: &PasswordHash) -> bool {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = hash.version.map(argon2::Version::try_from).transpose() else {
+        return false;
+    };
+    let mut buffer = [0u8; Output::MAX_LENGTH];
+    let Some(out) = buffer.get_mut(..expected.len()) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version.unwrap_or_default(), params);
+    let computed = if blocks > Params::DEFAULT.block_count() {
+        argon2.hash_password_into(password, salt, out)
+    } else {
+        MEMORY.with_borrow_mut(|memory| {
+            if memory.len() < blocks {
+                memory.resize(blocks, Block::default());
+            }
+            argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        })
+    };
+    computed.is_ok() && Output::new(out).is_ok_and(|computed| computed == *expected)
 }
 
 fn current_params(hash: &PasswordHash) -> bool {
@@ -138,11 +182,7 @@ impl PasswordHasher {
             let Ok(hash) = PasswordHash::new(&stored) else {
                 return Ok(Verified::Mismatch);
             };
-            if argon2()
-                .verify_password(password.as_bytes(), &hash)
-                .is_err()
-                || !known
-            {
+            if !verify_now(password.as_bytes(), &hash) || !known {
                 return Ok(Verified::Mismatch);
             }
             let rehash = if current_params(&hash) {
@@ -243,6 +283,29 @@ mod tests {
             hasher.verify(&password, None).await.unwrap(),
             Verified::Mismatch
         );
+    }
+
+    #[test]
+    fn kept_memory_verifies_like_the_library_for_any_parameters() {
+        let password = b"correct horse battery staple";
+        let cases = [
+            (argon2::Algorithm::Argon2id, Params::DEFAULT),
+            (argon2::Algorithm::Argon2id, Params::new(8 * 1024, 1, 1, None).unwrap()),
+            (argon2::Algorithm::Argon2i, Params::new(4 * 1024, 3, 2, Some(16)).unwrap()),
+            (argon2::Algorithm::Argon2d, Params::new(4 * 1024, 1, 1, Some(64)).unwrap()),
+            // More memory than the kept buffer: verified in memory of its own.
+            (argon2::Algorithm::Argon2id, Params::new(24 * 1024, 1, 1, None).unwrap()),
+        ];
+        // Twice, so each case also runs in memory a larger case left behind.
+        for _ in 0..2 {
+            for (algorithm, params) in &cases {
+                let argon2 = Argon2::new(*algorithm, argon2::Version::V0x13, params.clone());
+                let stored = argon2.hash_password(password).unwrap().to_string();
+                let hash = PasswordHash::new(&stored).unwrap();
+                assert!(verify_now(password, &hash), "{stored}");
+                assert!(!verify_now(b"correct horse battery stapler", &hash), "{stored}");
+            }
+        }
     }
 
     #[tokio::test]
