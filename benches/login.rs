@@ -198,6 +198,16 @@ fn raw_argon2(memory: Memory) -> f64 {
 
 fn p99(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
+    let at = |permille: usize| samples[samples.len() * permille / 1000].as_secs_f64() * 1000.0;
+    println!(
+        "  ({} calls; ms at p90 {:.2}, p95 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2})",
+        samples.len(),
+        at(900),
+        at(950),
+        at(990),
+        at(999),
+        samples[samples.len() - 1].as_secs_f64() * 1000.0
+    );
     (
         samples[samples.len() / 2],
         samples[samples.len() * 99 / 100],
@@ -331,6 +341,13 @@ async fn run(url: String) -> anyhow::Result<()> {
         "YmVuY2gtc2VjcmV0LWtleS1iZW5jaC1zZWNyZXQta2V5LWJlbmNo",
     ));
     config.outbox_interval = Duration::from_secs(3600);
+    // `IDENTITY_BENCH_HASH_THREADS=N`: a password pool of N threads instead of one per core.
+    if let Some(threads) = std::env::var("IDENTITY_BENCH_HASH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        config.password_hash_concurrency = threads;
+    }
     config.service_tokens = vec![ServiceTokenConfig {
         name: "bench".into(),
         scopes: vec!["accounts.operate".into()],
@@ -362,7 +379,10 @@ async fn run(url: String) -> anyhow::Result<()> {
     // The flood's people: active members of one account (no email code), each with a password.
     // Each flood client logs in as its own person, as a crowd would; parallel logins of one
     // person count against that person's throttle.
-    let clients = 4 * cores();
+    let clients = std::env::var("IDENTITY_BENCH_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4 * cores());
     let created = proto::account_service_client::AccountServiceClient::new(channel.clone())
         .create_account(with_service(proto::CreateAccountRequest {
             name: "Bench".into(),
@@ -373,7 +393,8 @@ async fn run(url: String) -> anyhow::Result<()> {
         .into_inner();
     let account_id = created.account.unwrap().id;
     let mut users = proto::user_service_client::UserServiceClient::new(channel.clone());
-    for n in 1..clients {
+    // person{clients} is not in the flood: the token ValidateToken checks is theirs.
+    for n in 1..=clients {
         users
             .create_user(with_service(proto::CreateUserRequest {
                 account_id: account_id.clone(),
@@ -401,7 +422,7 @@ async fn run(url: String) -> anyhow::Result<()> {
         account_id: String::new(),
     };
     let access_token = match AuthServiceClient::new(channel.clone())
-        .login(login(0))
+        .login(login(clients))
         .await?
         .into_inner()
         .outcome
@@ -429,6 +450,23 @@ async fn run(url: String) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    let only = std::env::var("IDENTITY_BENCH_ONLY").unwrap_or_default();
+    if only != "latency" {
+        throughput(channel.clone(), clients, login).await;
+    }
+    if only != "throughput" {
+        latency(channel.clone(), clients, login, access_token).await;
+    }
+    server_runtime.shutdown_background();
+    Ok(())
+}
+
+/// Login throughput against raw argon2id, with the CPU each party used.
+async fn throughput(
+    channel: Channel,
+    clients: usize,
+    login: impl Fn(usize) -> proto::LoginRequest + Copy + Send + 'static,
+) {
     // Login throughput against raw argon2id, round by round. Raw is measured both ways (memory
     // allocated per verification, memory kept per thread); the ratio is taken to the faster.
     println!("| round | raw, fresh memory/s | raw, kept memory/s | Login/s | Login / faster raw |");
@@ -493,7 +531,16 @@ async fn run(url: String) -> anyhow::Result<()> {
         100.0 * raw_ms / (1000.0 * (used.hashing + used.server) / logins),
     );
 
-    // ValidateToken alone and during a login flood, round by round; percentiles over all rounds.
+}
+
+/// ValidateToken alone and during a login flood, round by round; percentiles over all rounds.
+async fn latency(
+    channel: Channel,
+    clients: usize,
+    login: impl Fn(usize) -> proto::LoginRequest + Copy + Send + 'static,
+    access_token: String,
+) {
+    let rounds = f64::from(ROUNDS);
     let (mut alone, mut flooded) = (Vec::new(), Vec::new());
     let mut flood_rates = 0.0;
     for _ in 0..ROUNDS {
@@ -519,6 +566,4 @@ async fn run(url: String) -> anyhow::Result<()> {
         "p99 during flood / alone: {:.2}",
         flood_p99.as_secs_f64() / alone_p99.as_secs_f64()
     );
-    server_runtime.shutdown_background();
-    Ok(())
 }
