@@ -74,7 +74,11 @@ impl CpuTime {
             at: Some(Instant::now()),
             ..Self::default()
         };
-        for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        for task in std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Some((comm, secs)) = proc_stat(&task.path().join("stat")) {
                 if comm.starts_with("password-hash") {
                     cpu.hashing += secs;
@@ -530,7 +534,6 @@ async fn throughput(
         1000.0 * (used.hashing + used.server) / logins,
         100.0 * raw_ms / (1000.0 * (used.hashing + used.server) / logins),
     );
-
 }
 
 /// ValidateToken alone and during a login flood, round by round; percentiles over all rounds.

@@ -290,11 +290,23 @@ mod tests {
         let password = b"correct horse battery staple";
         let cases = [
             (argon2::Algorithm::Argon2id, Params::DEFAULT),
-            (argon2::Algorithm::Argon2id, Params::new(8 * 1024, 1, 1, None).unwrap()),
-            (argon2::Algorithm::Argon2i, Params::new(4 * 1024, 3, 2, Some(16)).unwrap()),
-            (argon2::Algorithm::Argon2d, Params::new(4 * 1024, 1, 1, Some(64)).unwrap()),
+            (
+                argon2::Algorithm::Argon2id,
+                Params::new(8 * 1024, 1, 1, None).unwrap(),
+            ),
+            (
+                argon2::Algorithm::Argon2i,
+                Params::new(4 * 1024, 3, 2, Some(16)).unwrap(),
+            ),
+            (
+                argon2::Algorithm::Argon2d,
+                Params::new(4 * 1024, 1, 1, Some(64)).unwrap(),
+            ),
             // More memory than the kept buffer: verified in memory of its own.
-            (argon2::Algorithm::Argon2id, Params::new(24 * 1024, 1, 1, None).unwrap()),
+            (
+                argon2::Algorithm::Argon2id,
+                Params::new(24 * 1024, 1, 1, None).unwrap(),
+            ),
         ];
         // Twice, so each case also runs in memory a larger case left behind.
         for _ in 0..2 {
@@ -303,7 +315,10 @@ mod tests {
                 let stored = argon2.hash_password(password).unwrap().to_string();
                 let hash = PasswordHash::new(&stored).unwrap();
                 assert!(verify_now(password, &hash), "{stored}");
-                assert!(!verify_now(b"correct horse battery stapler", &hash), "{stored}");
+                assert!(
+                    !verify_now(b"correct horse battery stapler", &hash),
+                    "{stored}"
+                );
             }
         }
     }

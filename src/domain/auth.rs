@@ -244,6 +244,16 @@ impl Auth {
         {
             return Err(throttled(wait));
         }
+        self.password_matches(person, password).await
+    }
+
+    /// Checks a password whose attempt is already counted; a match with old parameters stores
+    /// a new hash.
+    async fn password_matches(
+        &self,
+        person: &user::Model,
+        password: &Password,
+    ) -> DomainResult<bool> {
         match self
             .hasher
             .verify(password, person.password_hash.as_deref())
@@ -269,13 +279,22 @@ impl Auth {
         account_id: Option<Uuid>,
         client: Client,
     ) -> DomainResult<LoginOutcome> {
-        let Some((person, accounts)) = self.store.person_for_login(email_key).await? else {
+        let Some(start) = self
+            .store
+            .start_password_login(email_key, self.clock.now())
+            .await?
+        else {
             // Unknown email, or a person active nowhere: the same work as a wrong password,
             // the same answer.
             self.hasher.verify(&password, None).await?;
             return Err(invalid_credentials());
         };
-        if !self.checked_password(&person, &password).await? {
+        if let Some(wait) = start.wait {
+            return Err(throttled(wait));
+        }
+        let (person, accounts) = (start.person, start.accounts);
+        // The attempt is counted: see `checked_password`.
+        if !self.password_matches(&person, &password).await? {
             return Err(invalid_credentials());
         }
         let person_id = person.id;

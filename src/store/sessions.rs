@@ -5,8 +5,8 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, JoinType, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, RelationTrait, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, JoinType,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, TransactionTrait,
     sea_query::{
         Alias, CaseStatement, CommonTableExpression, Expr, ExprTrait, InsertStatement, OnConflict,
         Query, SubQueryStatement, WithClause,
@@ -51,6 +51,15 @@ pub struct NewSession {
     pub ip_address: Option<String>,
 }
 
+/// The first step of a password login.
+#[derive(Debug)]
+pub struct PasswordLogin {
+    pub person: user::Model,
+    pub accounts: Vec<ActiveMembership>,
+    /// How long the person must wait, when this attempt was refused (not counted).
+    pub wait: Option<Duration>,
+}
+
 /// A member able to log in to one account.
 #[derive(Debug, Clone)]
 pub struct ActiveMembership {
@@ -81,13 +90,7 @@ impl Store {
         &self,
         email_key: &str,
     ) -> DomainResult<Option<(user::Model, Vec<ActiveMembership>)>> {
-        let rows = user::Entity::find()
-            .filter(user::Column::EmailKey.eq(email_key))
-            .filter(membership::Column::Status.eq(status::ACTIVE))
-            .find_also_related(membership::Entity)
-            .and_also_related(account::Entity)
-            .all(&self.db)
-            .await?;
+        let rows = person_with_memberships(email_key).all(&self.db).await?;
         let mut person = None;
         let mut accounts = Vec::with_capacity(rows.len());
         for (user, membership, account) in rows {
@@ -191,52 +194,7 @@ impl Store {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> DomainResult<Option<Duration>> {
-        use login_throttle::Column as C;
-        // One statement, so one round trip and no explicit transaction: the upsert locks the
-        // row, and an attempt made while the person must wait changes nothing and returns no row.
-        // In DO UPDATE, a column qualified by the table is the row's value before the attempt.
-        let before = |column: C| Expr::col((login_throttle::Entity, column));
-        // The window is measured from the last counted attempt.
-        let window_over = before(C::WindowStartedAt).lt(now - FAILURE_WINDOW);
-        let counted = before(C::Failures).add(1);
-        let no_lock = Expr::value(Option::<DateTime<Utc>>::None);
-        let mut lock = CaseStatement::new().case(window_over.clone(), no_lock.clone());
-        let mut failures = FREE_ATTEMPTS;
-        while lock_after(failures) < MAX_LOCK {
-            lock = lock.case(counted.clone().eq(failures), now + lock_after(failures));
-            failures += 1;
-        }
-        let lock = lock
-            .case(counted.clone().gte(failures), now + MAX_LOCK)
-            .finally(no_lock);
-        let attempt = Query::insert()
-            .into_table(login_throttle::Entity)
-            .columns([C::UserId, C::Failures, C::WindowStartedAt, C::LockedUntil])
-            .values_panic([
-                Expr::value(user_id),
-                Expr::value(1),
-                Expr::value(now),
-                Expr::value((lock_after(1) > Duration::zero()).then(|| now + lock_after(1))),
-            ])
-            .on_conflict(
-                OnConflict::column(C::UserId)
-                    .values([
-                        (
-                            C::Failures,
-                            Expr::case(window_over, 1).finally(counted).into(),
-                        ),
-                        (C::WindowStartedAt, Expr::value(now)),
-                        (C::LockedUntil, lock.into()),
-                    ])
-                    .action_and_where(
-                        before(C::LockedUntil)
-                            .is_null()
-                            .or(before(C::LockedUntil).lte(now)),
-                    )
-                    .to_owned(),
-            )
-            .returning_col(C::Failures)
-            .to_owned();
+        let attempt = count_attempt(AttemptBy::Person(user_id), now);
         let counted = self
             .db
             .query_one_raw(self.backend().build(&attempt))
@@ -244,16 +202,98 @@ impl Store {
         if counted.is_some() {
             return Ok(None);
         }
-        // Refused: the row holds the time the person may try again (unless a login that was
-        // already under way has succeeded since; then the person may retry at once).
         let until = login_throttle::Entity::find_by_id(user_id)
             .one(&self.db)
             .await?
-            .and_then(|row| row.locked_until)
-            .filter(|until| *until > now);
-        Ok(Some(
-            until.map_or(Duration::seconds(1), |until| until - now),
-        ))
+            .and_then(|row| row.locked_until);
+        Ok(Some(wait_until(until, now)))
+    }
+
+    /// The first step of a password login: the person with this email and their ACTIVE
+    /// memberships (with their accounts, by account name), with the attempt counted against the
+    /// person's throttle before any hash is computed. `None` when no such person can log in
+    /// anywhere. On PostgreSQL this is one statement (the count is a data-modifying `WITH`
+    /// query; the main query reads the wait from the snapshot before it).
+    pub async fn start_password_login(
+        &self,
+        email_key: &str,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Option<PasswordLogin>> {
+        let backend = self.backend();
+        if backend != DbBackend::Postgres {
+            let Some((person, accounts)) = self.person_for_login(email_key).await? else {
+                return Ok(None);
+            };
+            let wait = self.reserve_login_attempt(person.id, now).await?;
+            return Ok(Some(PasswordLogin {
+                person,
+                accounts,
+                wait,
+            }));
+        }
+        let attempt = Alias::new("attempt");
+        let mut query = person_with_memberships(email_key).into_query();
+        query
+            .expr_as(
+                Expr::exists(
+                    Query::select()
+                        .expr(Expr::value(1))
+                        .from(attempt.clone())
+                        .to_owned(),
+                ),
+                Alias::new("counted"),
+            )
+            .expr_as(
+                Expr::SubQuery(
+                    None,
+                    Box::new(
+                        Query::select()
+                            .column(login_throttle::Column::LockedUntil)
+                            .from(login_throttle::Entity)
+                            .and_where(
+                                Expr::col((login_throttle::Entity, login_throttle::Column::UserId))
+                                    .equals((user::Entity, user::Column::Id)),
+                            )
+                            .to_owned()
+                            .into(),
+                    ),
+                ),
+                Alias::new("locked_until"),
+            );
+        let statement = WithClause::new()
+            .cte(
+                CommonTableExpression::new()
+                    .query(count_attempt(AttemptBy::EmailKey(email_key), now))
+                    .table_name(attempt)
+                    .to_owned(),
+            )
+            .to_owned()
+            .query(query);
+        let rows = self.db.query_all_raw(backend.build(&statement)).await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let person = user::Model::from_query_result(first, "A_")?;
+        let counted: bool = first.try_get("", "counted")?;
+        let locked_until: Option<DateTime<Utc>> = first.try_get("", "locked_until")?;
+        let mut accounts = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let (Some(membership), Some(account)) = (
+                membership::Model::from_query_result_optional(row, "B_")?,
+                account::Model::from_query_result_optional(row, "C_")?,
+            ) {
+                accounts.push(ActiveMembership {
+                    membership,
+                    account,
+                });
+            }
+        }
+        sort_by_account_name(&mut accounts);
+        Ok(Some(PasswordLogin {
+            person,
+            accounts,
+            wait: (!counted).then(|| wait_until(locked_until, now)),
+        }))
     }
 
     /// A successful login, reset or password change forgets the failures.
@@ -842,6 +882,102 @@ async fn replace_password(
         .await?;
     crate::email::outbox::enqueue(conn, None, notice.0, notice.1, now).await?;
     Ok(revoked)
+}
+
+/// Whose login attempt is counted.
+enum AttemptBy<'a> {
+    Person(Uuid),
+    /// The person with this email, if there is one.
+    EmailKey(&'a str),
+}
+
+/// One upsert that counts a login attempt on the person's throttle row, unless the person must
+/// wait: then it changes nothing and returns no row. The upsert's row lock makes parallel
+/// attempts queue, so they cannot pass the limit together.
+fn count_attempt(by: AttemptBy<'_>, now: DateTime<Utc>) -> InsertStatement {
+    use login_throttle::Column as C;
+    // In DO UPDATE, a column qualified by the table is the row's value before the attempt.
+    let before = |column: C| Expr::col((login_throttle::Entity, column));
+    // The window is measured from the last counted attempt.
+    let window_over = before(C::WindowStartedAt).lt(now - FAILURE_WINDOW);
+    let counted = before(C::Failures).add(1);
+    let no_lock = Expr::value(Option::<DateTime<Utc>>::None);
+    let mut lock = CaseStatement::new().case(window_over.clone(), no_lock.clone());
+    let mut failures = FREE_ATTEMPTS;
+    while lock_after(failures) < MAX_LOCK {
+        lock = lock.case(counted.clone().eq(failures), now + lock_after(failures));
+        failures += 1;
+    }
+    let lock = lock
+        .case(counted.clone().gte(failures), now + MAX_LOCK)
+        .finally(no_lock);
+    let first = [
+        Expr::value(1),
+        Expr::value(now),
+        Expr::value((lock_after(1) > Duration::zero()).then(|| now + lock_after(1))),
+    ];
+    let mut insert = Query::insert();
+    insert.into_table(login_throttle::Entity).columns([
+        C::UserId,
+        C::Failures,
+        C::WindowStartedAt,
+        C::LockedUntil,
+    ]);
+    match by {
+        AttemptBy::Person(user_id) => {
+            insert.values_panic(std::iter::once(Expr::value(user_id)).chain(first));
+        }
+        AttemptBy::EmailKey(email_key) => {
+            let mut person = Query::select();
+            person
+                .column(user::Column::Id)
+                .exprs(first)
+                .from(user::Entity)
+                .and_where(Expr::col(user::Column::EmailKey).eq(email_key));
+            // Infallible: the select gives as many columns as the insert names.
+            let _ = insert.select_from(person);
+        }
+    }
+    insert
+        .on_conflict(
+            OnConflict::column(C::UserId)
+                .values([
+                    (
+                        C::Failures,
+                        Expr::case(window_over, 1).finally(counted).into(),
+                    ),
+                    (C::WindowStartedAt, Expr::value(now)),
+                    (C::LockedUntil, lock.into()),
+                ])
+                .action_and_where(
+                    before(C::LockedUntil)
+                        .is_null()
+                        .or(before(C::LockedUntil).lte(now)),
+                )
+                .to_owned(),
+        )
+        .returning_col(C::UserId)
+        .to_owned()
+}
+
+/// How long a refused attempt must wait: until the lock ends, or a second when the lock ended
+/// since (a login already under way succeeded), so the person may retry almost at once.
+fn wait_until(locked_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
+    locked_until
+        .filter(|until| *until > now)
+        .map_or(Duration::seconds(1), |until| until - now)
+}
+
+/// A person by email joined to their ACTIVE memberships and those memberships' accounts.
+fn person_with_memberships(
+    email_key: &str,
+) -> sea_orm::SelectThree<user::Entity, membership::Entity, account::Entity, sea_orm::TopologyChain>
+{
+    user::Entity::find()
+        .filter(user::Column::EmailKey.eq(email_key))
+        .filter(membership::Column::Status.eq(status::ACTIVE))
+        .find_also_related(membership::Entity)
+        .and_also_related(account::Entity)
 }
 
 fn sort_by_account_name(memberships: &mut [ActiveMembership]) {
