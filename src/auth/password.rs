@@ -27,8 +27,8 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// Hashes and verifies passwords on a fixed pool of `concurrency` threads, so never more hashes
 /// (19 MiB each) are in flight than the pool has threads; further requests wait in a bounded
-/// queue. The threads run at the lowest scheduling priority (SCHED_BATCH, nice 19): a login flood
-/// uses the idle CPU and yields to every other RPC.
+/// queue. The threads run at the lowest scheduling priority (SCHED_IDLE): a login flood uses the
+/// idle CPU, and any other thread of the service that wakes preempts a hash.
 #[derive(Clone)]
 pub struct PasswordHasher {
     jobs: tokio::sync::mpsc::Sender<Job>,
