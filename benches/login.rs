@@ -168,8 +168,8 @@ fn raw_argon2(memory: Memory) -> f64 {
             let (hash, count) = (hash.clone(), count.clone());
             std::thread::spawn(move || {
                 let parsed = PasswordHash::new(&hash).unwrap();
-                let expected = parsed.hash.clone().unwrap();
-                let salt = parsed.salt.clone().unwrap();
+                let expected = parsed.hash.unwrap();
+                let salt = parsed.salt.unwrap();
                 let mut blocks = vec![Block::default(); Params::DEFAULT.block_count()];
                 let mut out = vec![0u8; expected.len()];
                 while started.elapsed() < ROUND {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod email;
 pub mod grpc;
+pub mod housekeeping;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -189,8 +189,10 @@ pub async fn serve(
         outbox::Policy {
             retry_horizon: app.config.email.retry_horizon,
         },
-        worker_stop,
+        worker_stop.clone(),
     );
+    let housekeeping =
+        crate::housekeeping::spawn(app.store.clone(), app.clock.clone(), worker_stop);
 
     let delay = app.config.shutdown_delay;
     let grace = app.config.shutdown_grace;
@@ -248,6 +250,7 @@ pub async fn serve(
     };
     monitor.abort();
     drain.abort();
+    housekeeping.abort();
     // Let a delivery pass under way record what it sent, so a restart does not leave claimed
     // emails to be sent again after their lease. (Aborting the drain task above dropped the
     // worker's stop sender, which stops it too when the server ended without a signal.)

@@ -60,7 +60,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DomainResult<CreatedAccount> {
         if let Some(key) = &new.idempotency
-            && let Some(existing) = self.replay_account(key).await?
+            && let Some(existing) = self.replay_account(key, now).await?
         {
             return Ok(existing);
         }
@@ -68,7 +68,7 @@ impl Store {
             Err(err) if idempotency::is_conflict(&err) => {
                 // The same request ran concurrently and won: answer with its result.
                 let key = new.idempotency.as_ref().ok_or(err)?;
-                self.replay_account(key).await?.ok_or_else(|| {
+                self.replay_account(key, now).await?.ok_or_else(|| {
                     DomainError::internal(anyhow::anyhow!("idempotency key without account"))
                 })
             }
@@ -76,8 +76,12 @@ impl Store {
         }
     }
 
-    async fn replay_account(&self, key: &Idempotency) -> DomainResult<Option<CreatedAccount>> {
-        let Some(resource_id) = idempotency::replay(&self.db, key).await? else {
+    async fn replay_account(
+        &self,
+        key: &Idempotency,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Option<CreatedAccount>> {
+        let Some(resource_id) = idempotency::replay(&self.db, key, now).await? else {
             return Ok(None);
         };
         let account_id = Uuid::parse_str(&resource_id).map_err(DomainError::internal)?;

@@ -125,14 +125,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DomainResult<GroupWithCount> {
         if let Some(key) = &new.idempotency
-            && let Some(existing) = self.replay_group(new.account_id, key).await?
+            && let Some(existing) = self.replay_group(new.account_id, key, now).await?
         {
             return Ok(existing);
         }
         match (self.insert_group(&new, now).await, &new.idempotency) {
             (Err(err), Some(key)) if idempotency::is_conflict(&err) => {
                 // The same request ran concurrently and won: answer with its result.
-                self.replay_group(new.account_id, key)
+                self.replay_group(new.account_id, key, now)
                     .await?
                     .ok_or_else(|| DomainError::internal(anyhow::anyhow!("idempotency key lost")))
             }
@@ -144,8 +144,9 @@ impl Store {
         &self,
         account_id: Uuid,
         key: &Idempotency,
+        now: DateTime<Utc>,
     ) -> DomainResult<Option<GroupWithCount>> {
-        let Some(resource_id) = idempotency::replay(&self.db, key).await? else {
+        let Some(resource_id) = idempotency::replay(&self.db, key, now).await? else {
             return Ok(None);
         };
         let id = Uuid::parse_str(&resource_id).map_err(DomainError::internal)?;

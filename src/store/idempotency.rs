@@ -1,8 +1,9 @@
 //! `request_id` on creates: the first request's result is recorded with a fingerprint of the
-//! request; a retry returns it, the same id with other content is refused.
+//! request; a retry within 24 hours returns it, the same id with other content is refused. After
+//! 24 hours a key is forgotten: the same id is a new request, and housekeeping deletes the row.
 
-use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::entities::idempotency_key;
 use super::unique_violation;
@@ -18,15 +19,20 @@ pub struct Idempotency {
     pub fingerprint: String,
 }
 
-/// The id of what the first request with this key created, if there was one.
+/// How long a `request_id` is remembered.
+pub const KEY_TTL: Duration = Duration::hours(24);
+
+/// The id of what the first request with this key created within the last 24 hours, if any.
 pub async fn replay(
     conn: &impl ConnectionTrait,
     key: &Idempotency,
+    now: DateTime<Utc>,
 ) -> DomainResult<Option<String>> {
     let Some(row) =
         idempotency_key::Entity::find_by_id((key.scope.clone(), key.request_id.clone()))
             .one(conn)
             .await?
+            .filter(|row| row.created_at > now - KEY_TTL)
     else {
         return Ok(None);
     };
@@ -39,14 +45,21 @@ pub async fn replay(
     Ok(Some(row.resource_id))
 }
 
-/// Records the key in the creating transaction. Two concurrent requests with one key collide on
-/// the key's primary key: the loser's transaction fails with `is_conflict`, and it then replays.
+/// Records the key in the creating transaction, in place of an expired row with the same key.
+/// Two concurrent requests with one key collide on the key's primary key: the loser's
+/// transaction fails with `is_conflict`, and it then replays.
 pub async fn record(
     conn: &impl ConnectionTrait,
     key: &Idempotency,
     resource_id: &str,
     now: DateTime<Utc>,
 ) -> DomainResult<()> {
+    idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::Scope.eq(key.scope.as_str()))
+        .filter(idempotency_key::Column::RequestId.eq(key.request_id.as_str()))
+        .filter(idempotency_key::Column::CreatedAt.lte(now - KEY_TTL))
+        .exec(conn)
+        .await?;
     idempotency_key::Entity::insert(idempotency_key::ActiveModel {
         scope: Set(key.scope.clone()),
         request_id: Set(key.request_id.clone()),
@@ -57,6 +70,15 @@ pub async fn record(
     .exec_without_returning(conn)
     .await?;
     Ok(())
+}
+
+/// Deletes the keys older than 24 hours; returns how many.
+pub async fn delete_expired(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> DomainResult<u64> {
+    Ok(idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::CreatedAt.lte(now - KEY_TTL))
+        .exec(conn)
+        .await?
+        .rows_affected)
 }
 
 /// True when `err` is the collision of a concurrent request with the same key.

@@ -93,7 +93,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DomainResult<Member> {
         if let Some(key) = &new.idempotency
-            && let Some(user_id) = idempotency::replay(&self.db, key).await?
+            && let Some(user_id) = idempotency::replay(&self.db, key, now).await?
         {
             let user_id = Uuid::parse_str(&user_id).map_err(DomainError::internal)?;
             return self.require_member(new.account_id, user_id).await;
@@ -101,9 +101,11 @@ impl Store {
         match self.insert_member(&new, &link, now).await {
             Err(err) if idempotency::is_conflict(&err) => {
                 let key = new.idempotency.as_ref().ok_or(err)?;
-                let user_id = idempotency::replay(&self.db, key).await?.ok_or_else(|| {
-                    DomainError::internal(anyhow::anyhow!("lost idempotency key"))
-                })?;
+                let user_id = idempotency::replay(&self.db, key, now)
+                    .await?
+                    .ok_or_else(|| {
+                        DomainError::internal(anyhow::anyhow!("lost idempotency key"))
+                    })?;
                 let user_id = Uuid::parse_str(&user_id).map_err(DomainError::internal)?;
                 self.require_member(new.account_id, user_id).await
             }

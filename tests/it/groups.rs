@@ -832,6 +832,54 @@ async fn a_retried_create_returns_the_same_group() {
 }
 
 #[tokio::test]
+async fn a_request_id_is_remembered_for_a_day_then_forgotten() {
+    let (server, account, _) = setup().await;
+    let id = &account.id;
+    // The operator's service token: a person's access token would expire as the clock moves.
+    let admin = OPERATOR;
+    let request_id = Uuid::new_v4().to_string();
+    let first = create_with(&server, &admin, id, "Retry Me", &request_id)
+        .await
+        .unwrap();
+    server.clock.advance(chrono::Duration::hours(23));
+    assert_error(
+        create_with(&server, &admin, id, "Something Else", &request_id).await,
+        Code::FailedPrecondition,
+        "REQUEST_ID_REUSED",
+    );
+    // A day on, the key names a new request.
+    server.clock.advance(chrono::Duration::hours(2));
+    let second = create_with(&server, &admin, id, "Something Else", &request_id)
+        .await
+        .unwrap();
+    assert_ne!(second.id, first.id);
+    let again = create_with(&server, &admin, id, "Something Else", &request_id)
+        .await
+        .unwrap();
+    assert_eq!(again.id, second.id);
+    assert_eq!(stored_account(&server, id).await.group_count, 2);
+
+    // Housekeeping deletes keys older than a day, and only those.
+    let keys = || async {
+        identity::store::entities::idempotency_key::Entity::find()
+            .all(server.app.store.connection())
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(keys().await, 1);
+    let deleted = identity::housekeeping::run_once(&server.app.store, &server.app.clock)
+        .await
+        .unwrap();
+    assert_eq!((deleted, keys().await), (0, 1));
+    server.clock.advance(chrono::Duration::hours(25));
+    let deleted = identity::housekeeping::run_once(&server.app.store, &server.app.clock)
+        .await
+        .unwrap();
+    assert_eq!((deleted, keys().await), (1, 0));
+}
+
+#[tokio::test]
 async fn members_are_added_and_removed_in_idempotent_batches() {
     let (server, account, admin) = setup().await;
     let id = &account.id;

@@ -1,0 +1,44 @@
+//! Periodic clean-up of rows whose time is over: `request_id` keys older than 24 hours. Every
+//! replica runs it; the deletes are idempotent, so replicas running it at once do no harm.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::clock::SharedClock;
+use crate::store::{Store, idempotency};
+
+/// How often housekeeping runs.
+pub const EVERY: Duration = Duration::from_secs(3600);
+
+/// One pass; returns how many rows it deleted.
+pub async fn run_once(store: &Store, clock: &SharedClock) -> anyhow::Result<u64> {
+    Ok(idempotency::delete_expired(store.connection(), clock.now()).await?)
+}
+
+/// Runs a pass every `EVERY` (the first after one period, so start-up is not slowed) until
+/// `stop` turns true or its sender is gone.
+pub fn spawn(
+    store: Store,
+    clock: SharedClock,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(EVERY) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            match run_once(&store, &clock).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "expired request ids deleted"),
+                Err(error) => tracing::warn!(error = %error, "housekeeping pass failed"),
+            }
+        }
+    })
+}
