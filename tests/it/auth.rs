@@ -307,16 +307,7 @@ async fn login_failures_are_one_generic_answer() {
 async fn five_failures_pause_logins_with_retry_info() {
     let server = server().await;
     account_with_admin(&server, "ada@acme.test").await;
-    for _ in 0..5 {
-        assert_error(
-            server
-                .auth()
-                .login(login("ada@acme.test", "wrong password here"))
-                .await,
-            Code::Unauthenticated,
-            "INVALID_CREDENTIALS",
-        );
-    }
+    wrong_passwords(&server, "ada@acme.test", 5).await;
     // Even the right password waits now.
     let status = assert_error(
         server.auth().login(login("ada@acme.test", PASSWORD)).await,
@@ -368,9 +359,9 @@ async fn five_failures_pause_logins_with_retry_info() {
     tokens_of(&server, login("ada@acme.test", PASSWORD)).await;
 }
 
-/// Four wrong passwords for `email`: one short of a pause.
-async fn four_failures(server: &TestServer, email: &str) {
-    for _ in 0..4 {
+/// `count` wrong passwords for `email`, each refused as invalid.
+async fn wrong_passwords(server: &TestServer, email: &str, count: usize) {
+    for _ in 0..count {
         assert_error(
             server
                 .auth()
@@ -386,7 +377,7 @@ async fn four_failures(server: &TestServer, email: &str) {
 async fn a_login_records_its_time_and_forgets_earlier_failures() {
     let server = server().await;
     account_with_admin(&server, "ada@acme.test").await;
-    four_failures(&server, "ada@acme.test").await;
+    wrong_passwords(&server, "ada@acme.test", 4).await;
     server.clock.advance(chrono::Duration::minutes(1));
     let tokens = tokens_of(&server, login("ada@acme.test", PASSWORD)).await;
     let me = profile(&server, &tokens.access_token).await.unwrap();
@@ -394,8 +385,8 @@ async fn a_login_records_its_time_and_forgets_earlier_failures() {
         me.last_login_time.map(|t| t.seconds),
         Some(server.clock.now_utc().timestamp())
     );
-    // Had the failures been kept, the fifth of these would pause the next login.
-    four_failures(&server, "ada@acme.test").await;
+    // Had the failures been kept, these would be refused: the login above was the fifth attempt.
+    wrong_passwords(&server, "ada@acme.test", 4).await;
     let tokens = tokens_of(&server, login("ada@acme.test", PASSWORD)).await;
 
     // The same when the password leads to an email code instead of a session.
@@ -404,9 +395,9 @@ async fn a_login_records_its_time_and_forgets_earlier_failures() {
         .enable_mfa(with_token(&tokens.access_token, proto::EnableMfaRequest {}))
         .await
         .unwrap();
-    four_failures(&server, "ada@acme.test").await;
+    wrong_passwords(&server, "ada@acme.test", 4).await;
     challenge_of(&server, login("ada@acme.test", PASSWORD)).await;
-    four_failures(&server, "ada@acme.test").await;
+    wrong_passwords(&server, "ada@acme.test", 4).await;
     challenge_of(&server, login("ada@acme.test", PASSWORD)).await;
 }
 

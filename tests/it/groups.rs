@@ -838,22 +838,22 @@ async fn a_request_id_is_remembered_for_a_day_then_forgotten() {
     // The operator's service token: a person's access token would expire as the clock moves.
     let admin = OPERATOR;
     let request_id = Uuid::new_v4().to_string();
-    let first = create_with(&server, &admin, id, "Retry Me", &request_id)
+    let first = create_with(&server, admin, id, "Retry Me", &request_id)
         .await
         .unwrap();
     server.clock.advance(chrono::Duration::hours(23));
     assert_error(
-        create_with(&server, &admin, id, "Something Else", &request_id).await,
+        create_with(&server, admin, id, "Something Else", &request_id).await,
         Code::FailedPrecondition,
         "REQUEST_ID_REUSED",
     );
     // A day on, the key names a new request.
     server.clock.advance(chrono::Duration::hours(2));
-    let second = create_with(&server, &admin, id, "Something Else", &request_id)
+    let second = create_with(&server, admin, id, "Something Else", &request_id)
         .await
         .unwrap();
     assert_ne!(second.id, first.id);
-    let again = create_with(&server, &admin, id, "Something Else", &request_id)
+    let again = create_with(&server, admin, id, "Something Else", &request_id)
         .await
         .unwrap();
     assert_eq!(again.id, second.id);
