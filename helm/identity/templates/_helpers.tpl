@@ -85,6 +85,44 @@ app.kubernetes.io/part-of: identity
 {{- end }}
 {{- end }}
 
+{{/* Key of the Google client secret in the chart-created Secret. */}}
+{{- define "identity.googleClientSecretKey" -}}
+{{- default "google-client-secret" .Values.secrets.keys.googleClientSecret }}
+{{- end }}
+
+{{/* A list value as one comma-separated string (a string is taken as is); "" when empty. */}}
+{{- define "identity.commaList" -}}
+{{- if kindIs "slice" . }}
+{{- $items := list }}
+{{- range . }}{{ if . }}{{ $items = append $items (toString . | trim) }}{{ end }}{{ end }}
+{{- join "," $items }}
+{{- else if not (kindIs "invalid" .) }}
+{{- toString . | trim }}
+{{- end }}
+{{- end }}
+
+{{/* A whole-number value as a string; "" when unset or empty. */}}
+{{- define "identity.wholeNumber" -}}
+{{- if not (kindIs "invalid" .) }}
+{{- if kindIs "float64" . }}
+{{- int64 . }}
+{{- else }}
+{{- toString . | trim }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Names of the variables given outside the chart's named values (env, extraEnv, secrets.extraFiles),
+as YAML {names: [...], envFrom: bool}; envFrom is true when extra envFrom sources may set anything.
+*/}}
+{{- define "identity.otherEnvNames" -}}
+{{- $names := keys .Values.env }}
+{{- range .Values.extraEnv }}{{ $names = append $names .name }}{{ end }}
+{{- range .Values.secrets.extraFiles }}{{ $names = append $names .env }}{{ end }}
+{{- toYaml (dict "names" $names "envFrom" (not (empty .Values.envFrom))) }}
+{{- end }}
+
 {{/*
 Secret files: a list of {secretName, key, path, env}, one per file projected into secrets.mountPath.
 Rendered as YAML; read back with fromYaml (key "files").
@@ -98,11 +136,13 @@ Rendered as YAML; read back with fromYaml (key "files").
   {{- if $s.keys.serviceTokens }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.serviceTokens "path" "service-tokens" "env" "IDENTITY_SERVICE_TOKENS_FILE") }}{{ end }}
   {{- if $s.keys.signingKeys }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.signingKeys "path" "signing-keys" "env" "IDENTITY_SIGNING_KEYS_FILE") }}{{ end }}
   {{- if $s.keys.secretKey }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.secretKey "path" "secret-key" "env" "IDENTITY_SECRET_KEY_FILE") }}{{ end }}
+  {{- if $s.keys.googleClientSecret }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.googleClientSecret "path" "google-client-secret" "env" "IDENTITY_GOOGLE_CLIENT_SECRET_FILE") }}{{ end }}
 {{- else }}
   {{- if $s.databaseUrl }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.databaseUrl "path" "database-url" "env" "IDENTITY_DATABASE_URL_FILE") }}{{ end }}
   {{- if $s.serviceTokens }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.serviceTokens "path" "service-tokens" "env" "IDENTITY_SERVICE_TOKENS_FILE") }}{{ end }}
   {{- if $s.signingKeys }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.signingKeys "path" "signing-keys" "env" "IDENTITY_SIGNING_KEYS_FILE") }}{{ end }}
   {{- if $s.secretKey }}{{ $files = append $files (dict "secretName" $name "key" $s.keys.secretKey "path" "secret-key" "env" "IDENTITY_SECRET_KEY_FILE") }}{{ end }}
+  {{- if $s.googleClientSecret }}{{ $files = append $files (dict "secretName" $name "key" (include "identity.googleClientSecretKey" $) "path" "google-client-secret" "env" "IDENTITY_GOOGLE_CLIENT_SECRET_FILE") }}{{ end }}
 {{- end }}
 {{- range $s.extraFiles }}
   {{- if not (and .env .key) }}{{ fail "every secrets.extraFiles entry needs env and key" }}{{ end }}
@@ -135,6 +175,39 @@ Rendered as YAML; read back with fromYaml (key "files").
     {{- fail "secrets.keys.databaseUrl must name the key holding the PostgreSQL URL in secrets.existingSecret" }}
   {{- end }}
 {{- end }}
+{{- $other := include "identity.otherEnvNames" . | fromYaml }}
+{{- $e := default (dict) .Values.config.email }}
+{{- $mailer := toString (default "" $e.mailer) }}
+{{- if not (has $mailer (list "" "console" "ses")) }}
+  {{- fail (printf "config.email.mailer must be console or ses (or empty for console), not %q" $mailer) }}
+{{- end }}
+{{- if and (eq $mailer "ses") (not $e.from) (not (has "IDENTITY_EMAIL_FROM" $other.names)) (not $other.envFrom) }}
+  {{- fail "config.email.mailer=ses needs config.email.from (a From address or domain verified in SES)" }}
+{{- end }}
+{{- $horizon := include "identity.wholeNumber" $e.retryHorizonSeconds }}
+{{- if and $horizon (not (regexMatch "^[1-9][0-9]*$" $horizon)) }}
+  {{- fail (printf "config.email.retryHorizonSeconds must be a positive whole number of seconds, not %v" $e.retryHorizonSeconds) }}
+{{- end }}
+{{- $g := default (dict) .Values.config.google }}
+{{- if hasKey $g "clientSecret" }}
+  {{- fail "config.google.clientSecret is not a value: the client secret goes in secrets.googleClientSecret (or, with secrets.existingSecret, in that Secret under secrets.keys.googleClientSecret), never in the ConfigMap" }}
+{{- end }}
+{{- $googleSecret := ternary $s.keys.googleClientSecret $s.googleClientSecret (not (empty $s.existingSecret)) }}
+{{- $googleSecretOption := ternary "secrets.keys.googleClientSecret" "secrets.googleClientSecret" (not (empty $s.existingSecret)) }}
+{{- if and (not $g.clientId) (not (has "IDENTITY_GOOGLE_CLIENT_ID" $other.names)) (not $other.envFrom) }}
+  {{- if or $g.issuer (include "identity.commaList" $g.redirectUris) $googleSecret }}
+    {{- fail (printf "config.google.issuer, config.google.redirectUris and %s need config.google.clientId: Google login is off without it" $googleSecretOption) }}
+  {{- end }}
+{{- end }}
+{{- if $googleSecret }}
+  {{- range list "IDENTITY_GOOGLE_CLIENT_SECRET" "IDENTITY_GOOGLE_CLIENT_SECRET_FILE" }}
+    {{- if has . $other.names }}
+      {{- fail (printf "%s is set, so %s must not also be set in env, extraEnv or secrets.extraFiles" $googleSecretOption .) }}
+    {{- end }}
+  {{- end }}
+{{- else if and (include "identity.commaList" $g.redirectUris) (not (has "IDENTITY_GOOGLE_CLIENT_SECRET" $other.names)) (not (has "IDENTITY_GOOGLE_CLIENT_SECRET_FILE" $other.names)) (not $other.envFrom) }}
+  {{- fail (printf "config.google.redirectUris needs the Google client secret (%s): exchanging authorization codes needs it" $googleSecretOption) }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
   {{- fail "autoscaling.maxReplicas must be >= autoscaling.minReplicas" }}
 {{- end }}
@@ -161,6 +234,30 @@ Job, which gets it inline because hooks run before the ConfigMap exists on first
 }}
 {{- if $c.issuer }}
 {{- $_ := set $env "IDENTITY_ISSUER" (toString $c.issuer) }}
+{{- end }}
+{{- /* Email and Google login: only the values given, so the service's defaults apply to the rest. */}}
+{{- $e := default (dict) $c.email }}
+{{- $ses := default (dict) $e.ses }}
+{{- $g := default (dict) $c.google }}
+{{- $named := dict
+  "IDENTITY_PUBLIC_URL" $c.publicUrl
+  "IDENTITY_MAILER" $e.mailer
+  "IDENTITY_EMAIL_FROM" $e.from
+  "IDENTITY_EMAIL_REPLY_TO" (include "identity.commaList" $e.replyTo)
+  "IDENTITY_EMAIL_RETRY_HORIZON_SECONDS" (include "identity.wholeNumber" $e.retryHorizonSeconds)
+  "IDENTITY_SES_REGION" $ses.region
+  "IDENTITY_SES_CONFIGURATION_SET" $ses.configurationSet
+  "IDENTITY_SES_ENDPOINT_URL" $ses.endpointUrl
+  "IDENTITY_GOOGLE_CLIENT_ID" $g.clientId
+  "IDENTITY_GOOGLE_ISSUER" $g.issuer
+  "IDENTITY_GOOGLE_REDIRECT_URIS" (include "identity.commaList" $g.redirectUris)
+}}
+{{- range $k, $v := $named }}
+{{- if not (kindIs "invalid" $v) }}
+{{- with toString $v | trim }}
+{{- $_ := set $env $k . }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if .Values.otel.endpoint }}
 {{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" (toString .Values.otel.endpoint) }}
