@@ -229,9 +229,9 @@ impl Auth {
     }
 
     /// Checks a password with the per-person throttle: the attempt is counted before the hash
-    /// is computed, so parallel guesses cannot exceed the limit. A match leaves the attempt
-    /// counted until the login succeeds: the session's transaction forgets the failures, or
-    /// `login` does when the password leads to an email code or an account choice.
+    /// is computed, so parallel guesses cannot exceed the limit, and a match forgets the
+    /// failures. (`login` counts its attempt in its first statement and forgets the failures
+    /// in the session's own statement instead.)
     async fn checked_password(
         &self,
         person: &user::Model,
@@ -244,7 +244,11 @@ impl Auth {
         {
             return Err(throttled(wait));
         }
-        self.password_matches(person, password).await
+        let matches = self.password_matches(person, password).await?;
+        if matches {
+            self.store.clear_login_failures(person.id).await?;
+        }
+        Ok(matches)
     }
 
     /// Checks a password whose attempt is already counted; a match with old parameters stores
@@ -293,7 +297,7 @@ impl Auth {
             return Err(throttled(wait));
         }
         let (person, accounts) = (start.person, start.accounts);
-        // The attempt is counted: see `checked_password`.
+        // The attempt is counted, and stays counted until the login succeeds (below).
         if !self.password_matches(&person, &password).await? {
             return Err(invalid_credentials());
         }

@@ -402,6 +402,33 @@ async fn a_login_records_its_time_and_forgets_earlier_failures() {
 }
 
 #[tokio::test]
+async fn a_right_password_outside_login_forgets_failures_too() {
+    let server = server().await;
+    account_with_admin(&server, "ada@acme.test").await;
+    let tokens = tokens_of(&server, login("ada@acme.test", PASSWORD)).await;
+    // Turning MFA off asks for the password: five right ones count as no failure.
+    for _ in 0..5 {
+        server
+            .auth()
+            .enable_mfa(with_token(&tokens.access_token, proto::EnableMfaRequest {}))
+            .await
+            .unwrap();
+        server
+            .auth()
+            .disable_mfa(with_token(
+                &tokens.access_token,
+                proto::DisableMfaRequest {
+                    current_password: PASSWORD.into(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    wrong_passwords(&server, "ada@acme.test", 4).await;
+    tokens_of(&server, login("ada@acme.test", PASSWORD)).await;
+}
+
+#[tokio::test]
 async fn parallel_guesses_get_no_more_than_five_evaluations() {
     let server = server().await;
     account_with_admin(&server, "ada@acme.test").await;
