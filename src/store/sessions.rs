@@ -67,6 +67,16 @@ pub struct ActiveMembership {
     pub account: account::Model,
 }
 
+impl ActiveMembership {
+    /// A membership with its account from a joined row (no account: nothing to log in to).
+    fn joined(membership: membership::Model, account: Option<account::Model>) -> Option<Self> {
+        account.map(|account| Self {
+            membership,
+            account,
+        })
+    }
+}
+
 /// Why a refresh token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshRefusal {
@@ -86,24 +96,12 @@ impl Store {
 
     /// The person with this email and their ACTIVE memberships (with their accounts, by account
     /// name), in one query; `None` when no such person can log in anywhere.
-    pub async fn person_for_login(
+    async fn person_for_login(
         &self,
         email_key: &str,
     ) -> DomainResult<Option<(user::Model, Vec<ActiveMembership>)>> {
         let rows = person_with_memberships(email_key).all(&self.db).await?;
-        let mut person = None;
-        let mut accounts = Vec::with_capacity(rows.len());
-        for (user, membership, account) in rows {
-            if let (Some(membership), Some(account)) = (membership, account) {
-                accounts.push(ActiveMembership {
-                    membership,
-                    account,
-                });
-            }
-            person.get_or_insert(user);
-        }
-        sort_by_account_name(&mut accounts);
-        Ok(person.map(|person| (person, accounts)))
+        Ok(person_and_accounts(rows))
     }
 
     pub async fn find_person(&self, user_id: Uuid) -> DomainResult<Option<user::Model>> {
@@ -126,12 +124,7 @@ impl Store {
             .find_also_related(account::Entity)
             .one(&self.db)
             .await?
-            .and_then(|(membership, account)| {
-                account.map(|account| ActiveMembership {
-                    membership,
-                    account,
-                })
-            }))
+            .and_then(|(membership, account)| ActiveMembership::joined(membership, account)))
     }
 
     /// The person's memberships with one of `statuses`, with their accounts, by account name.
@@ -147,12 +140,7 @@ impl Store {
             .all(&self.db)
             .await?
             .into_iter()
-            .filter_map(|(membership, account)| {
-                account.map(|account| ActiveMembership {
-                    membership,
-                    account,
-                })
-            })
+            .filter_map(|(membership, account)| ActiveMembership::joined(membership, account))
             .collect();
         sort_by_account_name(&mut out);
         Ok(out)
@@ -273,27 +261,26 @@ impl Store {
         let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let person = user::Model::from_query_result(first, "A_")?;
         let counted: bool = first.try_get("", "counted")?;
         let locked_until: Option<DateTime<Utc>> = first.try_get("", "locked_until")?;
-        let mut accounts = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if let (Some(membership), Some(account)) = (
-                membership::Model::from_query_result_optional(row, "B_")?,
-                account::Model::from_query_result_optional(row, "C_")?,
-            ) {
-                accounts.push(ActiveMembership {
-                    membership,
-                    account,
-                });
-            }
-        }
-        sort_by_account_name(&mut accounts);
-        Ok(Some(PasswordLogin {
-            person,
-            accounts,
-            wait: (!counted).then(|| wait_until(locked_until, now)),
-        }))
+        // The columns of `person_with_memberships`, prefixed as a three-way select names them.
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    user::Model::from_query_result(row, "A_")?,
+                    membership::Model::from_query_result_optional(row, "B_")?,
+                    account::Model::from_query_result_optional(row, "C_")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+        Ok(
+            person_and_accounts(rows).map(|(person, accounts)| PasswordLogin {
+                person,
+                accounts,
+                wait: (!counted).then(|| wait_until(locked_until, now)),
+            }),
+        )
     }
 
     /// A successful login, reset or password change forgets the failures.
@@ -978,6 +965,25 @@ fn person_with_memberships(
         .filter(membership::Column::Status.eq(status::ACTIVE))
         .find_also_related(membership::Entity)
         .and_also_related(account::Entity)
+}
+
+/// The person of joined `(person, membership, account)` rows (one per membership, or one with
+/// neither when the person has none) with their memberships by account name; `None` without rows.
+fn person_and_accounts(
+    rows: Vec<(
+        user::Model,
+        Option<membership::Model>,
+        Option<account::Model>,
+    )>,
+) -> Option<(user::Model, Vec<ActiveMembership>)> {
+    let mut person = None;
+    let mut accounts = Vec::with_capacity(rows.len());
+    for (user, membership, account) in rows {
+        accounts.extend(membership.and_then(|m| ActiveMembership::joined(m, account)));
+        person.get_or_insert(user);
+    }
+    sort_by_account_name(&mut accounts);
+    person.map(|person| (person, accounts))
 }
 
 fn sort_by_account_name(memberships: &mut [ActiveMembership]) {
