@@ -22,6 +22,11 @@ pub struct Idempotency {
 /// How long a `request_id` is remembered.
 pub const KEY_TTL: Duration = Duration::hours(24);
 
+/// Keys recorded `KEY_TTL` or longer before `now`.
+fn expired(now: DateTime<Utc>) -> sea_orm::sea_query::Expr {
+    idempotency_key::Column::CreatedAt.lte(now - KEY_TTL)
+}
+
 /// The id of what the first request with this key created within the last 24 hours, if any.
 pub async fn replay(
     conn: &impl ConnectionTrait,
@@ -57,7 +62,7 @@ pub async fn record(
     idempotency_key::Entity::delete_many()
         .filter(idempotency_key::Column::Scope.eq(key.scope.as_str()))
         .filter(idempotency_key::Column::RequestId.eq(key.request_id.as_str()))
-        .filter(idempotency_key::Column::CreatedAt.lte(now - KEY_TTL))
+        .filter(expired(now))
         .exec(conn)
         .await?;
     idempotency_key::Entity::insert(idempotency_key::ActiveModel {
@@ -75,7 +80,7 @@ pub async fn record(
 /// Deletes the keys older than 24 hours; returns how many.
 pub async fn delete_expired(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> DomainResult<u64> {
     Ok(idempotency_key::Entity::delete_many()
-        .filter(idempotency_key::Column::CreatedAt.lte(now - KEY_TTL))
+        .filter(expired(now))
         .exec(conn)
         .await?
         .rows_affected)
