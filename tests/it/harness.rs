@@ -276,14 +276,7 @@ impl TestServer {
     /// A member of the account with `role`, added through CreateUser (as the operator) and
     /// marked active.
     pub async fn add_member(&self, account_id: &str, email: &str, role: Role) -> proto::User {
-        let role = match role {
-            Role::AccountAdministrator => proto::Role::AccountAdministrator,
-            Role::Developer => proto::Role::Developer,
-            Role::MediaLibraryFullAccess => proto::Role::MediaLibraryFullAccess,
-            Role::MediaLibraryViewOnly => proto::Role::MediaLibraryViewOnly,
-            Role::MediaLibraryRestricted => proto::Role::MediaLibraryRestricted,
-            Role::Finance => proto::Role::Finance,
-        };
+        let role = identity::grpc::convert::role_to_proto(role);
         let mut user = self
             .users()
             .create_user(with_token(
@@ -312,15 +305,7 @@ impl TestServer {
 
     /// An access token for a member, signed with the server's keys (as a login would issue it).
     pub async fn token_for(&self, user: &proto::User) -> String {
-        let role = match proto::Role::try_from(user.role).unwrap() {
-            proto::Role::AccountAdministrator => Role::AccountAdministrator,
-            proto::Role::Developer => Role::Developer,
-            proto::Role::MediaLibraryFullAccess => Role::MediaLibraryFullAccess,
-            proto::Role::MediaLibraryViewOnly => Role::MediaLibraryViewOnly,
-            proto::Role::MediaLibraryRestricted => Role::MediaLibraryRestricted,
-            proto::Role::Finance => Role::Finance,
-            proto::Role::Unspecified => panic!("user without role"),
-        };
+        let role = identity::grpc::convert::role_from_proto(user.role).expect("user with a role");
         self.token_as(
             user.id.parse().unwrap(),
             user.account_id.parse().unwrap(),
