@@ -7,20 +7,11 @@
 //! makes its own database and drops it at the end.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+mod common;
 
-use identity::{
-    auth::{keys::generate_ed25519, secret_token},
-    build_app,
-    clock::SystemClock,
-    config::{Config, Database, Secret, ServiceTokenConfig},
-    proto::{self, user_service_client::UserServiceClient},
-    server,
-    store::Store,
-};
+use std::time::{Duration, Instant};
+
+use identity::proto::{self, user_service_client::UserServiceClient};
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::transport::Channel;
 
@@ -31,12 +22,7 @@ const ROUNDS: usize = 2_000;
 const OPERATOR: &str = "idt_bench_operator";
 
 fn request<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {OPERATOR}").parse().expect("header"),
-    );
-    request
+    common::authorized(OPERATOR, message)
 }
 
 struct Stats {
@@ -61,40 +47,11 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let base = std::env::var("IDENTITY_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("identity_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(&base).await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let mut url = url::Url::parse(&base)?;
-    url.set_path(&name);
-    let result = run(url.to_string()).await;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    result
+    common::on_scratch_database(run).await
 }
 
 async fn run(url: String) -> anyhow::Result<()> {
-    let mut config = Config::from_lookup(|_| None)?;
-    config.database = Database::Postgres {
-        url: Secret::new(url),
-    };
-    config.listen_addr = "127.0.0.1:0".parse()?;
-    config.signing_keys = vec![generate_ed25519("bench")?];
-    config.service_tokens = vec![ServiceTokenConfig {
-        name: "bench".into(),
-        scopes: vec!["accounts.operate".into()],
-        sha256: secret_token::digest_hex(OPERATOR),
-    }];
-    let store = Store::connect(&config.database, 16).await?;
-    store.migrate().await?;
-    let (app, _) = build_app(config, store.clone(), Arc::new(SystemClock)).await?;
-    let listener = server::bind(app.config.listen_addr).await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(server::serve(app, listener, std::future::pending()));
+    let (store, addr) = common::start_server(common::config(url, OPERATOR)?).await?;
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;

@@ -11,6 +11,8 @@
 //! makes its own database and drops it at the end.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::{
     sync::{
         Arc,
@@ -20,15 +22,7 @@ use std::{
 };
 
 use argon2::{Argon2, Block, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
-use identity::{
-    auth::{keys::generate_ed25519, secret_token},
-    build_app,
-    clock::SystemClock,
-    config::{Config, Database, Secret, ServiceTokenConfig},
-    proto::{self, auth_service_client::AuthServiceClient},
-    server,
-    store::Store,
-};
+use identity::proto::{self, auth_service_client::AuthServiceClient};
 use sea_orm::ConnectionTrait;
 use tonic::transport::Channel;
 
@@ -219,12 +213,7 @@ fn p99(mut samples: Vec<Duration>) -> (Duration, Duration) {
 }
 
 fn with_service<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {SERVICE}").parse().unwrap(),
-    );
-    request
+    common::authorized(SERVICE, message)
 }
 
 /// Clients logging in as fast as they can, each as its own person, until stopped.
@@ -334,32 +323,11 @@ async fn latencies(channel: Channel, probe: Probe) -> Vec<Duration> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let base = std::env::var("IDENTITY_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("identity_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(&base).await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let mut url = url::Url::parse(&base)?;
-    url.set_path(&name);
-    let result = run(url.to_string()).await;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    result
+    common::on_scratch_database(run).await
 }
 
 async fn run(url: String) -> anyhow::Result<()> {
-    let mut config = Config::from_lookup(|_| None)?;
-    config.database = Database::Postgres {
-        url: Secret::new(url),
-    };
-    config.listen_addr = "127.0.0.1:0".parse()?;
-    config.signing_keys = vec![generate_ed25519("bench")?];
-    config.secret_key = Some(Secret::new(
-        "YmVuY2gtc2VjcmV0LWtleS1iZW5jaC1zZWNyZXQta2V5LWJlbmNo",
-    ));
+    let mut config = common::config(url, SERVICE)?;
     config.outbox_interval = Duration::from_secs(3600);
     // `IDENTITY_BENCH_HASH_THREADS=N`: a password pool of N threads instead of one per core.
     if let Some(threads) = std::env::var("IDENTITY_BENCH_HASH_THREADS")
@@ -368,11 +336,6 @@ async fn run(url: String) -> anyhow::Result<()> {
     {
         config.password_hash_concurrency = threads;
     }
-    config.service_tokens = vec![ServiceTokenConfig {
-        name: "bench".into(),
-        scopes: vec!["accounts.operate".into()],
-        sha256: secret_token::digest_hex(SERVICE),
-    }];
     // The server runs on a runtime of its own (threads named `server`), apart from the load
     // generator's, so the CPU each side uses can be told apart.
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -380,18 +343,8 @@ async fn run(url: String) -> anyhow::Result<()> {
         .thread_name("server")
         .enable_all()
         .build()?;
-    let (store, addr, hash_concurrency) = server_runtime
-        .spawn(async move {
-            let store = Store::connect(&config.database, 16).await?;
-            store.migrate().await?;
-            let (app, _) = build_app(config, store.clone(), Arc::new(SystemClock)).await?;
-            let listener = server::bind(app.config.listen_addr).await?;
-            let addr = listener.local_addr()?;
-            let hash_concurrency = app.config.password_hash_concurrency;
-            tokio::spawn(server::serve(app, listener, std::future::pending()));
-            anyhow::Ok((store, addr, hash_concurrency))
-        })
-        .await??;
+    let hash_concurrency = config.password_hash_concurrency;
+    let (store, addr) = server_runtime.spawn(common::start_server(config)).await??;
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
@@ -467,6 +420,7 @@ async fn run(url: String) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(secs)).await;
         println!("Login/s: {:.1}", flood.rates().0);
         flood.stop().await;
+        server_runtime.shutdown_background();
         return Ok(());
     }
 
