@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use uuid::Uuid;
@@ -104,16 +104,12 @@ fn name_conflict(err: DbErr) -> DomainError {
 }
 
 /// Keyset condition on `(key_col, id_col)` after `after`.
-fn after_condition<K, I>(key_col: K, id_col: I, after: &After) -> Condition
+fn after_condition<K, I>(key_col: K, id_col: I, after: &After) -> sea_orm::sea_query::Expr
 where
     K: ColumnTrait,
     I: ColumnTrait,
 {
-    Condition::any().add(key_col.gt(after.key.clone())).add(
-        Condition::all()
-            .add(key_col.eq(after.key.clone()))
-            .add(id_col.gt(after.id)),
-    )
+    super::pagination::keyset_after(key_col, id_col, after.key.clone(), after.id, false)
 }
 
 impl Store {

@@ -482,15 +482,13 @@ impl Store {
             .filter(session::Column::RevokedAt.is_null())
             .filter(session::Column::ExpiresAt.gt(now));
         if let Some((created_at, id)) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(session::Column::CreatedAt.lt(created_at))
-                    .add(
-                        Condition::all()
-                            .add(session::Column::CreatedAt.eq(created_at))
-                            .add(session::Column::Id.lt(id)),
-                    ),
-            );
+            query = query.filter(super::pagination::keyset_after(
+                session::Column::CreatedAt,
+                session::Column::Id,
+                created_at,
+                id,
+                true,
+            ));
         }
         let sessions = query
             .order_by_desc(session::Column::CreatedAt)

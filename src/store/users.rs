@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -268,15 +268,13 @@ impl Store {
             );
         }
         if let Some((email_key, user_id)) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(membership::Column::EmailKey.gt(email_key.as_str()))
-                    .add(
-                        Condition::all()
-                            .add(membership::Column::EmailKey.eq(email_key.as_str()))
-                            .add(membership::Column::UserId.gt(user_id)),
-                    ),
-            );
+            query = query.filter(super::pagination::keyset_after(
+                membership::Column::EmailKey,
+                membership::Column::UserId,
+                email_key,
+                user_id,
+                false,
+            ));
         }
         let memberships = query
             .order_by_asc(membership::Column::EmailKey)
