@@ -7,14 +7,14 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use anyhow::{Context, Result};
 use uuid::Uuid;
 
+use crate::app::App;
 use crate::auth::keys::{KeySet, TokenSubject, generate_ed25519};
 use crate::auth::{secret_token, service_tokens::ServiceTokens};
 use crate::config::SigningKeyConfig;
 use crate::domain::accounts::CreateAccount;
 use crate::domain::actor::{Actor, Scope, ServiceCaller};
 use crate::domain::roles::Role;
-use crate::server::App;
-use crate::store::entities::account;
+use crate::domain::validate;
 
 /// How long the printed administrator token lives: a working day, so the printed lines keep working.
 pub const DEV_ADMIN_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -99,12 +99,12 @@ pub fn dev_operator_token(tokens: &mut ServiceTokens) -> String {
 
 /// Creates the bootstrap account on the first run, and signs an access token for its administrator.
 pub async fn bootstrap(app: &App, keys: &KeySet, operator_token: String) -> Result<DevCredentials> {
-    use sea_orm::{EntityTrait, QueryOrder};
-    let db = app.store.connection();
-    let existing = account::Entity::find()
-        .order_by_asc(account::Column::CreatedAt)
-        .one(db)
-        .await?;
+    let existing = app
+        .store
+        .oldest_account()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the bootstrap account: {e}"))?;
+    let admin_email = validate::email(BOOTSTRAP_ADMIN_EMAIL).map_err(anyhow::Error::msg)?;
     let account_id = match existing {
         Some(account) => account.id,
         None => {
@@ -117,8 +117,7 @@ pub async fn bootstrap(app: &App, keys: &KeySet, operator_token: String) -> Resu
                     &operator,
                     CreateAccount {
                         name: "Bootstrap".to_owned(),
-                        admin_email: BOOTSTRAP_ADMIN_EMAIL.to_owned(),
-                        admin_email_key: BOOTSTRAP_ADMIN_EMAIL.to_owned(),
+                        admin_email: admin_email.clone(),
                         admin_display_name: "Bootstrap Administrator".to_owned(),
                         max_users: None,
                         max_groups: None,
@@ -131,9 +130,9 @@ pub async fn bootstrap(app: &App, keys: &KeySet, operator_token: String) -> Resu
                 .id
         }
     };
-    let (admin, _) = app
+    let admin = app
         .store
-        .first_administrator(account_id)
+        .person_by_email(admin_email.key())
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the bootstrap administrator: {e}"))?
         .context("the bootstrap account has no administrator")?;
@@ -143,7 +142,7 @@ pub async fn bootstrap(app: &App, keys: &KeySet, operator_token: String) -> Resu
     let (session, _) = app
         .store
         .create_session(
-            crate::store::sessions::NewSession {
+            crate::domain::auth::NewSession {
                 user_id: admin.id,
                 account_id,
                 amr: vec!["dev".to_owned()],

@@ -6,14 +6,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock::SharedClock;
-use crate::store::{Store, idempotency};
+use crate::store::Store;
 
 /// How often housekeeping runs.
 pub const EVERY: Duration = Duration::from_secs(3600);
 
 /// One pass; returns how many rows it deleted.
 pub async fn run_once(store: &Store, clock: &SharedClock) -> anyhow::Result<u64> {
-    Ok(idempotency::delete_expired(store.connection(), clock.now()).await?)
+    Ok(store.delete_expired_requests(clock.now()).await?)
 }
 
 /// Runs a pass every `EVERY` (the first after one period, so start-up is not slowed) until

@@ -2,9 +2,12 @@
 //! and groups; passwords, sessions, email codes, Google and SAML login; sharing of DAM resources
 //! and the access checks the DAM calls on every request; an audit log.
 //!
-//! Layout: `grpc` is transport only, `domain` holds the rules, `store` the queries, `auth` the
-//! credentials; `server` assembles them and `bootstrap` is the zero-setup embedded mode.
+//! Layers, each importing only those below it: `grpc` (transport) -> `app` (use cases, units of
+//! work) -> `store` (queries) and `domain` (types and rules, no I/O); `auth` holds credentials
+//! and `email` the outbox's delivery. `server` assembles them and `bootstrap` is the zero-setup
+//! embedded mode. `tests/it/architecture.rs` fails the build of the suite when a wall is broken.
 
+pub mod app;
 pub mod auth;
 pub mod bootstrap;
 pub mod clock;
@@ -22,12 +25,12 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
+use crate::app::App;
 use crate::auth::{keys::KeySet, service_tokens::ServiceTokens};
 use crate::bootstrap::DevCredentials;
 use crate::clock::SharedClock;
 use crate::config::{Config, Database};
 use crate::email::Mailer;
-use crate::server::App;
 use crate::store::Store;
 
 /// Builds the application on an opened, migrated store, with the mailer the configuration names.

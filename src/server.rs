@@ -1,27 +1,17 @@
 //! Assembles the gRPC server: the six services behind the authentication layer, per-service
 //! health that follows the database, reflection v1 and v1alpha, and graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::auth::google::GoogleVerifier;
-use crate::auth::password::PasswordHasher;
-use crate::auth::{authenticator::Authenticator, keys::KeySet, service_tokens::ServiceTokens};
-use crate::clock::SharedClock;
-use crate::config::Config;
-use crate::domain::access::Access;
-use crate::domain::accounts::Accounts;
-use crate::domain::auth::Auth;
-use crate::domain::groups::Groups;
-use crate::domain::users::Users;
-use crate::email::{Mailer, outbox};
+use crate::app::App;
+use crate::email::outbox;
 use crate::grpc;
 use crate::proto;
-use crate::store::Store;
 use crate::telemetry;
 
 /// The services whose health is reported, besides the overall `""`.
@@ -33,78 +23,6 @@ pub const SERVICE_NAMES: &[&str] = &[
     "identity.v1.AccessService",
     "identity.v1.AuditService",
 ];
-
-/// Everything a request may need, built once.
-#[derive(Clone)]
-pub struct App {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub clock: SharedClock,
-    pub keys: Arc<KeySet>,
-    pub authenticator: Arc<Authenticator>,
-    pub accounts: Accounts,
-    pub users: Users,
-    pub groups: Groups,
-    pub access: Access,
-    pub auth: Auth,
-    pub mailer: Arc<dyn Mailer>,
-}
-
-impl App {
-    pub fn new(
-        config: Config,
-        store: Store,
-        clock: SharedClock,
-        keys: KeySet,
-        service_tokens: ServiceTokens,
-        secret_key: Vec<u8>,
-        mailer: Arc<dyn Mailer>,
-    ) -> anyhow::Result<Self> {
-        let keys = Arc::new(keys);
-        let authenticator = Arc::new(Authenticator::new(
-            keys.clone(),
-            service_tokens,
-            clock.clone(),
-            store.clone(),
-        ));
-        let google = match &config.google {
-            Some(google) => Some(Arc::new(GoogleVerifier::new(google.clone())?)),
-            None => None,
-        };
-        let auth = Auth::new(
-            google,
-            store.clone(),
-            clock.clone(),
-            keys.clone(),
-            PasswordHasher::new(config.password_hash_concurrency)?,
-            secret_key,
-            config.session_ttl,
-            config.public_url.clone(),
-        );
-        let accounts = Accounts::new(
-            store.clone(),
-            clock.clone(),
-            config.default_limits,
-            config.public_url.clone(),
-        );
-        let users = Users::new(store.clone(), clock.clone(), config.public_url.clone());
-        let groups = Groups::new(store.clone(), clock.clone());
-        let store_for_access = store.clone();
-        Ok(Self {
-            config: Arc::new(config),
-            store,
-            clock,
-            keys,
-            authenticator,
-            accounts,
-            users,
-            groups,
-            access: Access::new(store_for_access),
-            auth,
-            mailer,
-        })
-    }
-}
 
 async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;

@@ -41,7 +41,7 @@ impl Authenticator {
             .store
             .find_session(session_id)
             .await?
-            .is_some_and(|s| s.revoked_at.is_none() && s.expires_at > now))
+            .is_some_and(|s| s.is_live(now)))
     }
 
     /// The caller presenting `bearer` (the token after `Bearer `). Access tokens are JWTs (three

@@ -1,14 +1,7 @@
 //! AccessService rules: what a member may do in the account (the role's row of the permission
-//! matrix) and, later, on each DAM resource.
+//! matrix) and on each DAM resource.
 
-use uuid::Uuid;
-
-use crate::store::Store;
-
-use super::actor::Actor;
-use super::error::{DomainError, DomainResult, reason};
 use super::roles::{Level, MediaAccess, Permission, Role};
-use super::users::user_not_found;
 
 /// The caller's account-wide rights.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,52 +10,6 @@ pub struct MyPermissions {
     /// Sorted by name.
     pub permissions: Vec<Permission>,
     pub media: MediaAccess,
-}
-
-#[derive(Clone)]
-pub struct Access {
-    store: Store,
-}
-
-impl Access {
-    pub fn new(store: Store) -> Self {
-        Self { store }
-    }
-
-    /// The caller's role (as stored now, not as in the token) and what it grants.
-    pub async fn my_permissions(
-        &self,
-        actor: &Actor,
-        account_id: Uuid,
-    ) -> DomainResult<MyPermissions> {
-        let person = match actor {
-            Actor::Person(person) => person,
-            Actor::Anonymous => {
-                return Err(DomainError::unauthenticated(
-                    reason::CREDENTIALS_MISSING,
-                    "credentials are required",
-                ));
-            }
-            Actor::Service(_) => {
-                return Err(DomainError::permission_denied(
-                    reason::PERMISSION_MISSING,
-                    "permissions belong to a person: use a person's access token",
-                ));
-            }
-        };
-        if person.account_id != account_id {
-            return Err(DomainError::permission_denied(
-                reason::ACCOUNT_MISMATCH,
-                "the access token is for another account",
-            ));
-        }
-        let member = self
-            .store
-            .require_member(account_id, person.user_id)
-            .await?;
-        let role = member.role().ok_or_else(user_not_found)?;
-        Ok(permissions_of(role))
-    }
 }
 
 /// The role's row of the matrix, permissions sorted by name.

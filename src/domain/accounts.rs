@@ -1,39 +1,71 @@
-//! AccountService rules: who may create, read and change accounts, and the caps per plan.
+//! Accounts: the customer of the platform, its settings and its caps per plan.
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::clock::SharedClock;
-use crate::config::DefaultLimits;
-use crate::store::Store;
-use crate::store::accounts::{AccountChange, CreatedAccount, Idempotency, NewAccount};
-use crate::store::entities::account;
-
-use super::actor::{Actor, Requirement, Scope};
 use super::error::{DomainError, DomainResult, Violations, reason};
-use super::roles::Permission;
+use super::validate::EmailAddress;
 
 /// The largest caps support may set.
 pub const MAX_USERS_CAP: i32 = 1_000_000;
 pub const MAX_GROUPS_CAP: i32 = 100_000;
 
+/// An account. Its row is the lock of every cap and counter of the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: Uuid,
+    pub name: String,
+    pub enforce_mfa: bool,
+    pub max_users: i32,
+    pub max_groups: i32,
+    /// Memberships, invited and disabled ones included.
+    pub user_count: i32,
+    pub group_count: i32,
+    /// Moved on by every write that can change an access decision.
+    pub access_revision: i64,
+    /// Moved on by every change of the account's own fields; the etag.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Account {
+    /// A new, empty account.
+    pub fn new(name: String, max_users: i32, max_groups: i32, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            name,
+            enforce_mfa: false,
+            max_users,
+            max_groups,
+            user_count: 0,
+            group_count: 0,
+            access_revision: 0,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// `CreateAccount`, checked. Limits left out take the service's defaults.
 #[derive(Debug, Clone)]
 pub struct CreateAccount {
     pub name: String,
-    pub admin_email: String,
-    pub admin_email_key: String,
+    pub admin_email: EmailAddress,
     pub admin_display_name: String,
     pub max_users: Option<i32>,
     pub max_groups: Option<i32>,
     pub request_id: Option<String>,
 }
 
-#[derive(Clone)]
-pub struct Accounts {
-    store: Store,
-    clock: SharedClock,
-    defaults: DefaultLimits,
-    public_url: String,
+/// A change to the account's own fields; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountChange {
+    pub enforce_mfa: Option<bool>,
+    pub max_users: Option<i32>,
+    pub max_groups: Option<i32>,
 }
 
 /// Checks a cap given by support; `field` names it in the violation.
@@ -43,126 +75,21 @@ pub fn check_limit(violations: &mut Violations, field: &str, value: i32, min: i3
     }
 }
 
-impl Accounts {
-    pub fn new(
-        store: Store,
-        clock: SharedClock,
-        defaults: DefaultLimits,
-        public_url: String,
-    ) -> Self {
-        Self {
-            store,
-            clock,
-            defaults,
-            public_url,
-        }
+/// Fails with `ETAG_MISMATCH` unless `expected` is absent or is the account's version.
+pub fn check_etag(account: &Account, expected: Option<i64>) -> DomainResult<()> {
+    match expected {
+        Some(version) if version != account.version => Err(DomainError::etag_mismatch("account")),
+        _ => Ok(()),
     }
+}
 
-    /// Operators create accounts; the first administrator is invited (membership, link, email).
-    pub async fn create(
-        &self,
-        actor: &Actor,
-        input: CreateAccount,
-    ) -> DomainResult<CreatedAccount> {
-        actor.require_operator()?;
-        let idempotency = input.request_id.as_ref().map(|request_id| Idempotency {
-            scope: format!("CreateAccount/{}", actor.label()),
-            request_id: request_id.clone(),
-            fingerprint: fingerprint(&[
-                &input.name,
-                &input.admin_email_key,
-                &input.admin_display_name,
-                &format!("{:?}/{:?}", input.max_users, input.max_groups),
-            ]),
-        });
-        self.store
-            .create_account(
-                NewAccount {
-                    name: input.name,
-                    max_users: input.max_users.unwrap_or(self.defaults.max_users),
-                    max_groups: input.max_groups.unwrap_or(self.defaults.max_groups),
-                    admin_email: input.admin_email,
-                    admin_email_key: input.admin_email_key,
-                    admin_display_name: input.admin_display_name,
-                    idempotency,
-                },
-                super::users::invitation_link(&self.public_url),
-                self.clock.now(),
-            )
-            .await
-    }
+pub fn account_not_found() -> DomainError {
+    DomainError::not_found(reason::ACCOUNT_NOT_FOUND, "account")
+}
 
-    /// Members of the account, operators and services with `users.read` may read it.
-    pub async fn get(&self, actor: &Actor, account_id: Uuid) -> DomainResult<account::Model> {
-        actor.authorize(
-            account_id,
-            Requirement {
-                permission: None,
-                scope: Scope::UsersRead,
-            },
-        )?;
-        self.find(account_id).await
-    }
-
-    /// Administrators (`users.manage`) change the account's settings.
-    pub async fn update_settings(
-        &self,
-        actor: &Actor,
-        account_id: Uuid,
-        enforce_mfa: Option<bool>,
-        etag: Option<i64>,
-    ) -> DomainResult<account::Model> {
-        actor.authorize(
-            account_id,
-            Requirement {
-                permission: Some(Permission::UsersManage),
-                scope: Scope::UsersManage,
-            },
-        )?;
-        self.store
-            .update_account(
-                account_id,
-                etag,
-                AccountChange {
-                    enforce_mfa,
-                    ..AccountChange::default()
-                },
-                self.clock.now(),
-            )
-            .await
-    }
-
-    /// Operators (support) raise or lower the caps. Lowering a cap below the current count
-    /// keeps what exists and refuses new ones.
-    pub async fn set_limits(
-        &self,
-        actor: &Actor,
-        account_id: Uuid,
-        max_users: Option<i32>,
-        max_groups: Option<i32>,
-        etag: Option<i64>,
-    ) -> DomainResult<account::Model> {
-        actor.require_operator()?;
-        self.store
-            .update_account(
-                account_id,
-                etag,
-                AccountChange {
-                    max_users,
-                    max_groups,
-                    ..AccountChange::default()
-                },
-                self.clock.now(),
-            )
-            .await
-    }
-
-    async fn find(&self, account_id: Uuid) -> DomainResult<account::Model> {
-        self.store
-            .find_account(account_id)
-            .await?
-            .ok_or_else(|| DomainError::not_found(reason::ACCOUNT_NOT_FOUND, "account"))
-    }
+/// The account, or `ACCOUNT_NOT_FOUND`.
+pub fn found(account: Option<Account>) -> DomainResult<Account> {
+    account.ok_or_else(account_not_found)
 }
 
 /// A stable digest of a request's content, to tell a retry from a different request.
@@ -177,4 +104,28 @@ pub fn fingerprint(parts: &[&str]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_checked_within_their_range() {
+        let mut v = Violations::new();
+        check_limit(&mut v, "max_users", 0, 1, MAX_USERS_CAP);
+        check_limit(&mut v, "max_groups", 0, 0, MAX_GROUPS_CAP);
+        check_limit(&mut v, "max_groups", MAX_GROUPS_CAP + 1, 0, MAX_GROUPS_CAP);
+        let Err(DomainError::InvalidArgument { violations, .. }) = v.finish() else {
+            panic!("expected violations");
+        };
+        let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["max_users", "max_groups"]);
+    }
+
+    #[test]
+    fn fingerprints_separate_their_parts() {
+        assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
+        assert_eq!(fingerprint(&["a"]), fingerprint(&["a"]));
+    }
 }

@@ -151,6 +151,19 @@ impl Actor {
         }
     }
 
+    /// The person behind the call, or the refusal: `UNAUTHENTICATED` without credentials,
+    /// `PERMISSION_DENIED` for a service (`why` tells it what the operation is about).
+    pub fn require_person(&self, why: &str) -> DomainResult<&PersonCaller> {
+        match self {
+            Actor::Person(person) => Ok(person),
+            Actor::Anonymous => Err(unauthenticated()),
+            Actor::Service(_) => Err(DomainError::permission_denied(
+                reason::PERMISSION_MISSING,
+                format!("{why}: use a person's access token"),
+            )),
+        }
+    }
+
     /// The person behind the call, when it is one.
     pub fn person(&self) -> Option<&PersonCaller> {
         match self {

@@ -3,29 +3,64 @@
 
 use std::time::Duration;
 
-/// Stable `google.rpc.ErrorInfo.reason` values. Clients switch on these, so they never change.
+/// Every stable `google.rpc.ErrorInfo.reason` value of the service, in one place. Clients switch
+/// on these, so they never change; the protos' comments name them per RPC.
 pub mod reason {
+    // Any RPC.
     pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
     pub const INVALID_PAGE_TOKEN: &str = "INVALID_PAGE_TOKEN";
-    pub const ACCOUNT_NOT_FOUND: &str = "ACCOUNT_NOT_FOUND";
     pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
     pub const ETAG_MISMATCH: &str = "ETAG_MISMATCH";
+    pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    pub const INTERNAL: &str = "INTERNAL";
+    pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
+
+    // The caller's credentials and rights.
     pub const CREDENTIALS_MISSING: &str = "CREDENTIALS_MISSING";
     pub const CREDENTIALS_INVALID: &str = "CREDENTIALS_INVALID";
     pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
     pub const SESSION_REVOKED: &str = "SESSION_REVOKED";
-    pub const ACCESS_TOKEN_INVALID: &str = "ACCESS_TOKEN_INVALID";
-    pub const ACCESS_TOKEN_EXPIRED: &str = "ACCESS_TOKEN_EXPIRED";
     pub const PERMISSION_MISSING: &str = "PERMISSION_MISSING";
     pub const SCOPE_MISSING: &str = "SCOPE_MISSING";
     pub const ACCOUNT_MISMATCH: &str = "ACCOUNT_MISMATCH";
-    pub const UNAVAILABLE: &str = "UNAVAILABLE";
-    pub const INTERNAL: &str = "INTERNAL";
-    pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
+
+    // Accounts, users and groups.
+    pub const ACCOUNT_NOT_FOUND: &str = "ACCOUNT_NOT_FOUND";
     pub const USER_NOT_FOUND: &str = "USER_NOT_FOUND";
+    pub const USER_ALREADY_MEMBER: &str = "USER_ALREADY_MEMBER";
+    pub const USER_LIMIT_REACHED: &str = "USER_LIMIT_REACHED";
+    pub const LAST_ADMINISTRATOR: &str = "LAST_ADMINISTRATOR";
+    pub const USER_NOT_INVITED: &str = "USER_NOT_INVITED";
+    pub const INVITATION_RESEND_TOO_SOON: &str = "INVITATION_RESEND_TOO_SOON";
     pub const GROUP_NOT_FOUND: &str = "GROUP_NOT_FOUND";
     pub const GROUP_NAME_TAKEN: &str = "GROUP_NAME_TAKEN";
     pub const GROUP_LIMIT_REACHED: &str = "GROUP_LIMIT_REACHED";
+
+    // Login, sessions and tokens.
+    pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
+    pub const LOGIN_THROTTLED: &str = "LOGIN_THROTTLED";
+    pub const MFA_CODE_INVALID: &str = "MFA_CODE_INVALID";
+    pub const MFA_CHALLENGE_EXPIRED: &str = "MFA_CHALLENGE_EXPIRED";
+    pub const MFA_RESEND_TOO_SOON: &str = "MFA_RESEND_TOO_SOON";
+    pub const MFA_RESEND_LIMIT_REACHED: &str = "MFA_RESEND_LIMIT_REACHED";
+    pub const MFA_REQUIRED: &str = "MFA_REQUIRED";
+    pub const MFA_ENFORCED: &str = "MFA_ENFORCED";
+    pub const ACCOUNT_SELECTION_EXPIRED: &str = "ACCOUNT_SELECTION_EXPIRED";
+    pub const INVITATION_EXPIRED: &str = "INVITATION_EXPIRED";
+    pub const INVITATION_INVALID: &str = "INVITATION_INVALID";
+    pub const RESET_TOKEN_EXPIRED: &str = "RESET_TOKEN_EXPIRED";
+    pub const RESET_TOKEN_INVALID: &str = "RESET_TOKEN_INVALID";
+    pub const REFRESH_TOKEN_INVALID: &str = "REFRESH_TOKEN_INVALID";
+    pub const REFRESH_TOKEN_REUSED: &str = "REFRESH_TOKEN_REUSED";
+    pub const SESSION_NOT_FOUND: &str = "SESSION_NOT_FOUND";
+    pub const CURRENT_PASSWORD_INCORRECT: &str = "CURRENT_PASSWORD_INCORRECT";
+    pub const NO_PASSWORD: &str = "NO_PASSWORD";
+    pub const NO_MATCHING_USER: &str = "NO_MATCHING_USER";
+    pub const ACCESS_TOKEN_INVALID: &str = "ACCESS_TOKEN_INVALID";
+    pub const ACCESS_TOKEN_EXPIRED: &str = "ACCESS_TOKEN_EXPIRED";
+
+    // Google login.
+    pub const GOOGLE_LOGIN_NOT_CONFIGURED: &str = "GOOGLE_LOGIN_NOT_CONFIGURED";
     pub const GOOGLE_CREDENTIAL_INVALID: &str = "GOOGLE_CREDENTIAL_INVALID";
     pub const GOOGLE_EMAIL_NOT_VERIFIED: &str = "GOOGLE_EMAIL_NOT_VERIFIED";
     pub const GOOGLE_UNAVAILABLE: &str = "GOOGLE_UNAVAILABLE";
@@ -81,6 +116,44 @@ impl Violations {
         }
     }
 }
+
+impl Violations {
+    /// `finish`, then the values of the checks that passed: `fields` is a tuple of what `check`
+    /// returned, e.g. `v.values((account_id, email))?` gives `(Uuid, Email)`. When nothing was
+    /// recorded every check passed, so every field has its value.
+    pub fn values<T: Checked>(self, fields: T) -> Result<T::Values, DomainError> {
+        self.finish()?;
+        fields
+            .values()
+            .ok_or_else(|| DomainError::internal(anyhow::anyhow!("a checked field has no value")))
+    }
+}
+
+/// A tuple of `Option`s that `Violations::check` returned.
+pub trait Checked {
+    type Values;
+    fn values(self) -> Option<Self::Values>;
+}
+
+macro_rules! checked_tuple {
+    ($($name:ident),+) => {
+        impl<$($name),+> Checked for ($(Option<$name>,)+) {
+            type Values = ($($name,)+);
+            #[allow(non_snake_case)]
+            fn values(self) -> Option<Self::Values> {
+                let ($($name,)+) = self;
+                Some(($($name?,)+))
+            }
+        }
+    };
+}
+
+checked_tuple!(A);
+checked_tuple!(A, B);
+checked_tuple!(A, B, C);
+checked_tuple!(A, B, C, D);
+checked_tuple!(A, B, C, D, E);
+checked_tuple!(A, B, C, D, E, F);
 
 /// What went wrong, by meaning. Messages are safe to show to the caller: they never contain
 /// secrets or internal details (those stay in `Internal`'s source, which is only logged).

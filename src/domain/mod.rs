@@ -1,5 +1,6 @@
-//! The rules of the product: no SQL and no transport here. Store entities are used as plain
-//! data; queries live in `store`.
+//! The types and rules of the product: plain data and plain functions over it. No I/O, no
+//! async, no SQL, no transport: a decision takes the state the use case loaded and returns what
+//! should happen, so it is tested without a database.
 
 pub mod access;
 pub mod accounts;
@@ -7,6 +8,7 @@ pub mod actor;
 pub mod auth;
 pub mod error;
 pub mod groups;
+pub mod page;
 pub mod roles;
 pub mod users;
 pub mod validate;

@@ -15,9 +15,25 @@ pub fn id(value: &str) -> Result<Uuid, String> {
     Uuid::parse_str(value).map_err(|_| "must be a UUID".to_owned())
 }
 
+/// A checked email address: as given (trimmed), and its lower-cased key, under which it is unique.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddress {
+    address: String,
+    key: String,
+}
+
+impl EmailAddress {
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 /// An email address: trimmed, at most 254 characters, `local@domain` with a dotted ASCII domain.
-/// Returns the address as given (trimmed) and its lower-cased key, under which it is unique.
-pub fn email(value: &str) -> Result<(String, String), String> {
+pub fn email(value: &str) -> Result<EmailAddress, String> {
     let value = value.trim();
     if value.is_empty() {
         return Err("is required".to_owned());
@@ -46,7 +62,10 @@ pub fn email(value: &str) -> Result<(String, String), String> {
     if !local_ok || !domain_ok {
         return Err("must be an email address (name@example.com)".to_owned());
     }
-    Ok((value.to_owned(), value.to_lowercase()))
+    Ok(EmailAddress {
+        address: value.to_owned(),
+        key: value.to_lowercase(),
+    })
 }
 
 /// A human name (display name, account name): trimmed, 1 to 128 characters, no control characters.
@@ -106,13 +125,9 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_checked_and_keyed_case_insensitively() {
-        assert_eq!(
-            email("  Ada.Lovelace@Example.COM ").unwrap(),
-            (
-                "Ada.Lovelace@Example.COM".to_owned(),
-                "ada.lovelace@example.com".to_owned()
-            )
-        );
+        let address = email("  Ada.Lovelace@Example.COM ").unwrap();
+        assert_eq!(address.address(), "Ada.Lovelace@Example.COM");
+        assert_eq!(address.key(), "ada.lovelace@example.com");
         for bad in [
             "",
             "ada",

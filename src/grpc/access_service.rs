@@ -3,12 +3,12 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::access::{Access, media_level};
+use crate::app::{App, access::Access};
+use crate::domain::access::media_level;
 use crate::domain::error::DomainError;
 use crate::domain::roles::{Level, MediaAccess};
 use crate::domain::validate;
 use crate::proto::{self, access_service_server::AccessService};
-use crate::server::App;
 
 use super::authn::actor;
 use super::convert;

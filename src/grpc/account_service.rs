@@ -2,13 +2,12 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::accounts::{
-    Accounts, CreateAccount, MAX_GROUPS_CAP, MAX_USERS_CAP, check_limit,
-};
+use crate::app::{App, accounts::Accounts};
+use crate::domain::accounts::{CreateAccount, MAX_GROUPS_CAP, MAX_USERS_CAP, check_limit};
 use crate::domain::error::{DomainError, Violations};
+use crate::domain::users::default_display_name;
 use crate::domain::validate;
 use crate::proto::{self, account_service_server::AccountService};
-use crate::server::App;
 
 use super::authn::actor;
 use super::convert;
@@ -25,14 +24,10 @@ impl AccountApi {
     }
 }
 
-#[tonic::async_trait]
-impl AccountService for AccountApi {
-    async fn create_account(
-        &self,
-        request: Request<proto::CreateAccountRequest>,
-    ) -> Result<Response<proto::CreateAccountResponse>, Status> {
-        let actor = actor(&request);
-        let req = request.into_inner();
+impl TryFrom<proto::CreateAccountRequest> for CreateAccount {
+    type Error = DomainError;
+
+    fn try_from(req: proto::CreateAccountRequest) -> Result<Self, DomainError> {
         let mut v = Violations::new();
         let name = v.check("name", validate::name(&req.name));
         let email = v.check(
@@ -41,10 +36,7 @@ impl AccountService for AccountApi {
         );
         let display_name = if req.administrator_display_name.trim().is_empty() {
             // A new person without a name is called by the local part of the address.
-            email
-                .as_ref()
-                .and_then(|(email, _)| email.split('@').next())
-                .map(str::to_owned)
+            email.as_ref().map(default_display_name)
         } else {
             v.check(
                 "administrator_display_name",
@@ -71,38 +63,31 @@ impl AccountService for AccountApi {
             );
         }
         let request_id = v.check("request_id", validate::request_id(&req.request_id));
-        v.finish()?;
-        let (
-            Some(name),
-            Some((admin_email, admin_email_key)),
-            Some(admin_display_name),
-            Some(request_id),
-        ) = (name, email, display_name, request_id)
-        else {
-            return Err(DomainError::internal(anyhow::anyhow!("validated field missing")).into());
-        };
-        let created = self
-            .accounts
-            .create(
-                &actor,
-                CreateAccount {
-                    name,
-                    admin_email,
-                    admin_email_key,
-                    admin_display_name,
-                    max_users: (limits.max_users != 0).then_some(limits.max_users),
-                    max_groups: (limits.max_groups != 0).then_some(limits.max_groups),
-                    request_id,
-                },
-            )
-            .await?;
+        let (name, admin_email, admin_display_name, request_id) =
+            v.values((name, email, display_name, request_id))?;
+        Ok(CreateAccount {
+            name,
+            admin_email,
+            admin_display_name,
+            max_users: (limits.max_users != 0).then_some(limits.max_users),
+            max_groups: (limits.max_groups != 0).then_some(limits.max_groups),
+            request_id,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AccountService for AccountApi {
+    async fn create_account(
+        &self,
+        request: Request<proto::CreateAccountRequest>,
+    ) -> Result<Response<proto::CreateAccountResponse>, Status> {
+        let actor = actor(&request);
+        let input = CreateAccount::try_from(request.into_inner())?;
+        let created = self.accounts.create(&actor, input).await?;
         Ok(Response::new(proto::CreateAccountResponse {
             account: Some(convert::account(&created.account)),
-            administrator: Some(convert::user(
-                &created.admin,
-                &created.membership,
-                created.account.enforce_mfa,
-            )),
+            administrator: Some(convert::member(&created.administrator)),
         }))
     }
 
@@ -133,10 +118,7 @@ impl AccountService for AccountApi {
         if req.settings.is_none() && !paths.is_empty() {
             v.add("settings", "is required with the update_mask");
         }
-        v.finish()?;
-        let (Some(account_id), Some(etag)) = (account_id, etag) else {
-            return Err(DomainError::internal(anyhow::anyhow!("validated field missing")).into());
-        };
+        let (account_id, etag) = v.values((account_id, etag))?;
         let settings = req.settings.unwrap_or_default();
         let enforce_mfa = paths
             .iter()
@@ -169,10 +151,7 @@ impl AccountService for AccountApi {
             v.add("max_users", "set max_users, max_groups or both");
         }
         let etag = v.check("etag", validate::etag(&req.etag));
-        v.finish()?;
-        let (Some(account_id), Some(etag)) = (account_id, etag) else {
-            return Err(DomainError::internal(anyhow::anyhow!("validated field missing")).into());
-        };
+        let (account_id, etag) = v.values((account_id, etag))?;
         let account = self
             .accounts
             .set_limits(&actor, account_id, req.max_users, req.max_groups, etag)

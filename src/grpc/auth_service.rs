@@ -6,18 +6,18 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::app::{App, auth::Auth};
 use crate::auth::keys::{KeySet, TokenError};
 use crate::auth::password::{self, Password};
 use crate::clock::SharedClock;
 use crate::domain::actor::Actor;
 use crate::domain::auth::{
-    Auth, Challenge, Client, GoogleCredential, IssuedSession, LoginOutcome, Selection,
+    Challenge, Client, GoogleCredential, IssuedSession, LoginOutcome, Selection,
 };
 use crate::domain::error::{DomainError, Violations, reason};
 use crate::domain::roles::Role;
 use crate::domain::validate;
 use crate::proto::{self, auth_service_server::AuthService};
-use crate::server::App;
 use crate::store::Store;
 
 use super::authn::actor;
@@ -88,9 +88,7 @@ fn selection(s: Selection) -> proto::AccountSelection {
             .map(|a| proto::AccountChoice {
                 account_id: a.account.id.to_string(),
                 account_name: a.account.name.clone(),
-                role: Role::parse(&a.membership.role)
-                    .map_or(proto::Role::Unspecified, convert::role_to_proto)
-                    as i32,
+                role: convert::role_to_proto(a.membership.role) as i32,
             })
             .collect(),
     }
@@ -425,12 +423,16 @@ impl AuthService for AuthApi {
     ) -> Result<Response<proto::ListMySessionsResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
-        let (sessions, next_page_token, current) = self
+        let mut v = Violations::new();
+        let size = convert::page_size(&mut v, req.page_size);
+        let (size,) = v.values((size,))?;
+        let (page, current) = self
             .auth
-            .list_sessions(&actor, req.page_size, &req.page_token)
+            .list_sessions(&actor, size, &req.page_token)
             .await?;
         Ok(Response::new(proto::ListMySessionsResponse {
-            sessions: sessions
+            sessions: page
+                .items
                 .into_iter()
                 .map(|(s, account_name)| proto::Session {
                     id: s.id.to_string(),
@@ -442,16 +444,11 @@ impl AuthService for AuthApi {
                     expire_time: Some(timestamp(s.expires_at)),
                     user_agent: s.user_agent.unwrap_or_default(),
                     ip_address: s.ip_address.unwrap_or_default(),
-                    amr: s
-                        .amr
-                        .split(',')
-                        .filter(|m| !m.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
+                    amr: s.amr,
                     current: s.id == current,
                 })
                 .collect(),
-            next_page_token,
+            next_page_token: page.next_page_token,
         }))
     }
 

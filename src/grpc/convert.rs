@@ -3,14 +3,13 @@
 use chrono::{DateTime, Utc};
 use prost_types::{FieldMask, Timestamp};
 
+use crate::domain::accounts::Account;
 use crate::domain::error::Violations;
+use crate::domain::groups::Group;
 use crate::domain::roles::Role;
-use crate::domain::users::UserEtag;
+use crate::domain::users::{Member, MembershipStatus};
 use crate::domain::validate;
 use crate::proto;
-use crate::store::accounts::status;
-use crate::store::entities::{account, membership, user};
-use crate::store::users::Member;
 
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -44,84 +43,84 @@ pub fn role_from_proto(value: i32) -> Result<Role, String> {
     }
 }
 
-pub fn status_to_proto(stored: &str) -> proto::MembershipStatus {
-    match stored {
-        status::INVITED => proto::MembershipStatus::Invited,
-        status::ACTIVE => proto::MembershipStatus::Active,
-        status::DISABLED => proto::MembershipStatus::Disabled,
-        _ => proto::MembershipStatus::Unspecified,
+pub fn status_to_proto(status: MembershipStatus) -> proto::MembershipStatus {
+    match status {
+        MembershipStatus::Invited => proto::MembershipStatus::Invited,
+        MembershipStatus::Active => proto::MembershipStatus::Active,
+        MembershipStatus::Disabled => proto::MembershipStatus::Disabled,
     }
 }
 
-pub fn account(model: &account::Model) -> proto::Account {
+/// A membership status named in a request filter: unspecified means any.
+pub fn status_filter(value: i32) -> Result<Option<MembershipStatus>, String> {
+    match proto::MembershipStatus::try_from(value) {
+        Ok(proto::MembershipStatus::Unspecified) => Ok(None),
+        Ok(proto::MembershipStatus::Invited) => Ok(Some(MembershipStatus::Invited)),
+        Ok(proto::MembershipStatus::Active) => Ok(Some(MembershipStatus::Active)),
+        Ok(proto::MembershipStatus::Disabled) => Ok(Some(MembershipStatus::Disabled)),
+        Err(_) => Err(format!("{value} is not a known status")),
+    }
+}
+
+pub fn account(account: &Account) -> proto::Account {
     proto::Account {
-        id: model.id.to_string(),
-        name: model.name.clone(),
+        id: account.id.to_string(),
+        name: account.name.clone(),
         settings: Some(proto::AccountSettings {
-            enforce_mfa: model.enforce_mfa,
+            enforce_mfa: account.enforce_mfa,
         }),
         limits: Some(proto::AccountLimits {
-            max_users: model.max_users,
-            max_groups: model.max_groups,
+            max_users: account.max_users,
+            max_groups: account.max_groups,
         }),
-        user_count: model.user_count,
-        group_count: model.group_count,
-        create_time: Some(timestamp(model.created_at)),
-        update_time: Some(timestamp(model.updated_at)),
-        etag: validate::etag_of(model.version),
+        user_count: account.user_count,
+        group_count: account.group_count,
+        create_time: Some(timestamp(account.created_at)),
+        update_time: Some(timestamp(account.updated_at)),
+        etag: validate::etag_of(account.version),
         sso_enabled: false,
     }
 }
 
-/// A person as a member of one account.
-pub fn user(
-    person: &user::Model,
-    membership: &membership::Model,
-    enforce_mfa: bool,
-) -> proto::User {
+/// A member as the API shows them. Person and membership change independently; either change
+/// moves the etag.
+pub fn member(member: &Member) -> proto::User {
+    let (person, membership) = (&member.person, &member.membership);
     proto::User {
         id: person.id.to_string(),
         account_id: membership.account_id.to_string(),
         email: person.email.clone(),
         display_name: person.display_name.clone(),
-        role: Role::parse(&membership.role).map_or(proto::Role::Unspecified, role_to_proto) as i32,
-        status: status_to_proto(&membership.status) as i32,
+        role: role_to_proto(membership.role) as i32,
+        status: status_to_proto(membership.status) as i32,
         mfa_enabled: person.mfa_enabled,
-        mfa_enforced: enforce_mfa,
-        has_password: person.password_hash.is_some(),
+        mfa_enforced: member.enforce_mfa,
+        has_password: person.has_password(),
         create_time: Some(timestamp(membership.created_at)),
         update_time: Some(timestamp(membership.updated_at.max(person.updated_at))),
         last_login_time: membership.last_login_at.map(timestamp),
-        // Person and membership change independently; either change moves the etag.
-        etag: UserEtag {
-            membership: membership.version,
-            person: person.version,
-        }
-        .to_string(),
-        invitation_expire_time: None,
+        etag: member.etag().to_string(),
+        invitation_expire_time: member.invitation_expires_at.map(timestamp),
     }
 }
 
-/// A member as the API shows it.
-pub fn member(member: &Member) -> proto::User {
-    proto::User {
-        invitation_expire_time: member
-            .invitation_expires_at
-            .filter(|_| member.membership.status == status::INVITED)
-            .map(timestamp),
-        ..user(&member.person, &member.membership, member.enforce_mfa)
+/// A group as the API shows it.
+pub fn group(group: &Group) -> proto::Group {
+    proto::Group {
+        id: group.id.to_string(),
+        account_id: group.account_id.to_string(),
+        name: group.name.clone(),
+        description: group.description.clone(),
+        member_count: i32::try_from(group.member_count).unwrap_or(i32::MAX),
+        create_time: Some(timestamp(group.created_at)),
+        update_time: Some(timestamp(group.updated_at)),
+        etag: validate::etag_of(group.version),
     }
 }
 
-/// A membership status named in a request filter: unspecified means any.
-pub fn status_filter(value: i32) -> Result<Option<&'static str>, String> {
-    match proto::MembershipStatus::try_from(value) {
-        Ok(proto::MembershipStatus::Unspecified) => Ok(None),
-        Ok(proto::MembershipStatus::Invited) => Ok(Some(status::INVITED)),
-        Ok(proto::MembershipStatus::Active) => Ok(Some(status::ACTIVE)),
-        Ok(proto::MembershipStatus::Disabled) => Ok(Some(status::DISABLED)),
-        Err(_) => Err(format!("{value} is not a known status")),
-    }
+/// `page_size` as the contract defines it (0: the default; above the maximum: capped).
+pub fn page_size(v: &mut Violations, requested: i32) -> Option<u64> {
+    v.check("page_size", crate::domain::page::page_size(requested))
 }
 
 /// The paths of a required `update_mask`, each checked against `allowed` (`*` means all of them).

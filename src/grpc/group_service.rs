@@ -3,13 +3,12 @@
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::app::{App, groups::Groups};
+use crate::domain::consistency_token;
 use crate::domain::error::{DomainError, Violations};
-use crate::domain::groups::{self, Groups, MAX_MEMBERS_PER_CALL};
+use crate::domain::groups::{self, CreateGroup, GroupChange, MAX_MEMBERS_PER_CALL};
 use crate::domain::validate;
 use crate::proto::{self, group_service_server::GroupService};
-use crate::server::App;
-use crate::store::groups::{GroupChange, GroupWithCount};
-use crate::store::pagination;
 
 use super::authn::actor;
 use super::convert;
@@ -26,33 +25,25 @@ impl GroupApi {
     }
 }
 
-/// A group as the API shows it.
-pub fn group(row: &GroupWithCount) -> proto::Group {
-    let group = &row.group;
-    proto::Group {
-        id: group.id.to_string(),
-        account_id: group.account_id.to_string(),
-        name: group.name.clone(),
-        description: group.description.clone(),
-        member_count: i32::try_from(row.member_count).unwrap_or(i32::MAX),
-        create_time: Some(convert::timestamp(group.created_at)),
-        update_time: Some(convert::timestamp(group.updated_at)),
-        etag: validate::etag_of(group.version),
-    }
-}
+use convert::group;
 
-fn missing() -> Status {
-    DomainError::internal(anyhow::anyhow!("validated field missing")).into()
-}
+impl TryFrom<proto::CreateGroupRequest> for CreateGroup {
+    type Error = DomainError;
 
-/// `page_size` as the contract defines it (0: default; above the maximum: capped).
-fn page_size(v: &mut Violations, requested: i32) -> u64 {
-    match pagination::page_size(requested) {
-        Ok(size) => size,
-        Err(_) => {
-            v.add("page_size", "must not be negative");
-            pagination::DEFAULT_PAGE_SIZE
-        }
+    fn try_from(req: proto::CreateGroupRequest) -> Result<Self, DomainError> {
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let name = v.check("name", groups::name(&req.name));
+        let description = v.check("description", groups::description(&req.description));
+        let request_id = v.check("request_id", validate::request_id(&req.request_id));
+        let (account_id, name, description, request_id) =
+            v.values((account_id, name, description, request_id))?;
+        Ok(CreateGroup {
+            account_id,
+            name,
+            description,
+            request_id,
+        })
     }
 }
 
@@ -86,22 +77,8 @@ impl GroupService for GroupApi {
         request: Request<proto::CreateGroupRequest>,
     ) -> Result<Response<proto::CreateGroupResponse>, Status> {
         let actor = actor(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let account_id = v.check("account_id", validate::id(&req.account_id));
-        let name = v.check("name", groups::name(&req.name));
-        let description = v.check("description", groups::description(&req.description));
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
-        v.finish()?;
-        let (Some(account_id), Some(name), Some(description), Some(request_id)) =
-            (account_id, name, description, request_id)
-        else {
-            return Err(missing());
-        };
-        let created = self
-            .groups
-            .create(&actor, account_id, name, description, request_id)
-            .await?;
+        let input = CreateGroup::try_from(request.into_inner())?;
+        let created = self.groups.create(&actor, input).await?;
         Ok(Response::new(proto::CreateGroupResponse {
             group: Some(group(&created)),
         }))
@@ -116,10 +93,7 @@ impl GroupService for GroupApi {
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
         let group_id = v.check("group_id", validate::id(&req.group_id));
-        v.finish()?;
-        let (Some(account_id), Some(group_id)) = (account_id, group_id) else {
-            return Err(missing());
-        };
+        let (account_id, group_id) = v.values((account_id, group_id))?;
         let found = self.groups.get(&actor, account_id, group_id).await?;
         Ok(Response::new(proto::GetGroupResponse {
             group: Some(group(&found)),
@@ -134,11 +108,8 @@ impl GroupService for GroupApi {
         let req = request.into_inner();
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
-        let size = page_size(&mut v, req.page_size);
-        v.finish()?;
-        let Some(account_id) = account_id else {
-            return Err(missing());
-        };
+        let size = convert::page_size(&mut v, req.page_size);
+        let (account_id, size) = v.values((account_id, size))?;
         let page = self
             .groups
             .list(&actor, account_id, &req.name_prefix, size, &req.page_token)
@@ -180,10 +151,7 @@ impl GroupService for GroupApi {
                 None
             },
         };
-        v.finish()?;
-        let (Some(account_id), Some(group_id), Some(etag)) = (account_id, group_id, etag) else {
-            return Err(missing());
-        };
+        let (account_id, group_id, etag) = v.values((account_id, group_id, etag))?;
         let updated = self
             .groups
             .update(&actor, account_id, group_id, change, etag)
@@ -203,16 +171,13 @@ impl GroupService for GroupApi {
         let account_id = v.check("account_id", validate::id(&req.account_id));
         let group_id = v.check("group_id", validate::id(&req.group_id));
         let etag = v.check("etag", validate::etag(&req.etag));
-        v.finish()?;
-        let (Some(account_id), Some(group_id), Some(etag)) = (account_id, group_id, etag) else {
-            return Err(missing());
-        };
-        let consistency_token = self
+        let (account_id, group_id, etag) = v.values((account_id, group_id, etag))?;
+        let revision = self
             .groups
             .delete(&actor, account_id, group_id, etag, req.allow_missing)
             .await?;
         Ok(Response::new(proto::DeleteGroupResponse {
-            consistency_token,
+            consistency_token: consistency_token(revision),
         }))
     }
 
@@ -230,7 +195,7 @@ impl GroupService for GroupApi {
             .await?;
         Ok(Response::new(proto::AddGroupMembersResponse {
             group: Some(group(&changed.group)),
-            consistency_token: changed.consistency_token,
+            consistency_token: consistency_token(changed.revision),
         }))
     }
 
@@ -248,7 +213,7 @@ impl GroupService for GroupApi {
             .await?;
         Ok(Response::new(proto::RemoveGroupMembersResponse {
             group: Some(group(&changed.group)),
-            consistency_token: changed.consistency_token,
+            consistency_token: consistency_token(changed.revision),
         }))
     }
 
@@ -261,23 +226,15 @@ impl GroupService for GroupApi {
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
         let group_id = v.check("group_id", validate::id(&req.group_id));
-        let size = page_size(&mut v, req.page_size);
-        v.finish()?;
-        let (Some(account_id), Some(group_id)) = (account_id, group_id) else {
-            return Err(missing());
-        };
+        let size = convert::page_size(&mut v, req.page_size);
+        let (account_id, group_id, size) = v.values((account_id, group_id, size))?;
         let page = self
             .groups
             .list_members(&actor, account_id, group_id, size, &req.page_token)
             .await?;
         Ok(Response::new(proto::ListGroupMembersResponse {
-            users: page
-                .members
-                .items
-                .iter()
-                .map(|(person, membership)| convert::user(person, membership, page.enforce_mfa))
-                .collect(),
-            next_page_token: page.members.next_page_token,
+            users: page.items.iter().map(convert::member).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -290,11 +247,8 @@ impl GroupService for GroupApi {
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
         let user_id = v.check("user_id", validate::id(&req.user_id));
-        let size = page_size(&mut v, req.page_size);
-        v.finish()?;
-        let (Some(account_id), Some(user_id)) = (account_id, user_id) else {
-            return Err(missing());
-        };
+        let size = convert::page_size(&mut v, req.page_size);
+        let (account_id, user_id, size) = v.values((account_id, user_id, size))?;
         let page = self
             .groups
             .list_user_groups(&actor, account_id, user_id, size, &req.page_token)
@@ -316,9 +270,6 @@ fn membership_change(
     let account_id = v.check("account_id", validate::id(account_id));
     let group_id = v.check("group_id", validate::id(group_id));
     let user_ids = user_ids(&mut v, ids);
-    v.finish()?;
-    match (account_id, group_id) {
-        (Some(account_id), Some(group_id)) => Ok((account_id, group_id, user_ids)),
-        _ => Err(missing()),
-    }
+    let (account_id, group_id) = v.values((account_id, group_id))?;
+    Ok((account_id, group_id, user_ids))
 }

@@ -12,8 +12,8 @@ pub mod status;
 pub mod unbuilt;
 pub mod user_service;
 
+use crate::app::App;
 use crate::proto;
-use crate::server::App;
 
 pub use unbuilt::unbuilt;
 

@@ -3,13 +3,13 @@
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::app::{App, users::Users};
+use crate::domain::actor::Actor;
 use crate::domain::consistency_token;
 use crate::domain::error::{DomainError, Violations};
-use crate::domain::users::{CreateUser, UserEtag, Users};
+use crate::domain::users::{CreateUser, MemberChange, MemberFilter, UserEtag};
 use crate::domain::validate;
 use crate::proto::{self, user_service_server::UserService};
-use crate::server::App;
-use crate::store::users::{MemberChange, MemberFilter};
 
 use super::authn::actor;
 use super::convert;
@@ -26,11 +26,6 @@ impl UserApi {
     }
 }
 
-/// Returned when a checked field is missing after `Violations::finish` passed: a bug, not input.
-fn unreachable_missing() -> Status {
-    DomainError::internal(anyhow::anyhow!("validated field missing")).into()
-}
-
 /// `account_id` and `user_id`, both required UUIDs.
 fn ids(v: &mut Violations, account_id: &str, user_id: &str) -> (Option<Uuid>, Option<Uuid>) {
     (
@@ -39,14 +34,10 @@ fn ids(v: &mut Violations, account_id: &str, user_id: &str) -> (Option<Uuid>, Op
     )
 }
 
-#[tonic::async_trait]
-impl UserService for UserApi {
-    async fn create_user(
-        &self,
-        request: Request<proto::CreateUserRequest>,
-    ) -> Result<Response<proto::CreateUserResponse>, Status> {
-        let actor = actor(&request);
-        let req = request.into_inner();
+impl TryFrom<proto::CreateUserRequest> for CreateUser {
+    type Error = DomainError;
+
+    fn try_from(req: proto::CreateUserRequest) -> Result<Self, DomainError> {
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
         let email = v.check("email", validate::email(&req.email));
@@ -57,60 +48,29 @@ impl UserService for UserApi {
         };
         let role = v.check("role", convert::role_from_proto(req.role));
         let request_id = v.check("request_id", validate::request_id(&req.request_id));
-        v.finish()?;
-        let (
-            Some(account_id),
-            Some((email, email_key)),
-            Some(display_name),
-            Some(role),
-            Some(request_id),
-        ) = (account_id, email, display_name, role, request_id)
-        else {
-            return Err(unreachable_missing());
-        };
-        let member = self
-            .users
-            .create(
-                &actor,
-                account_id,
-                CreateUser {
-                    email,
-                    email_key,
-                    display_name,
-                    role,
-                    request_id,
-                },
-            )
-            .await?;
-        Ok(Response::new(proto::CreateUserResponse {
-            user: Some(convert::member(&member)),
-        }))
+        let (account_id, email, display_name, role, request_id) =
+            v.values((account_id, email, display_name, role, request_id))?;
+        Ok(CreateUser {
+            account_id,
+            email,
+            display_name,
+            role,
+            request_id,
+        })
     }
+}
 
-    async fn get_user(
-        &self,
-        request: Request<proto::GetUserRequest>,
-    ) -> Result<Response<proto::GetUserResponse>, Status> {
-        let actor = actor(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let (account_id, user_id) = ids(&mut v, &req.account_id, &req.user_id);
-        v.finish()?;
-        let (Some(account_id), Some(user_id)) = (account_id, user_id) else {
-            return Err(unreachable_missing());
-        };
-        let member = self.users.get(&actor, account_id, user_id).await?;
-        Ok(Response::new(proto::GetUserResponse {
-            user: Some(convert::member(&member)),
-        }))
-    }
+/// `ListUsers`, checked: the account, the filter and the page size.
+struct ListUsers {
+    account_id: Uuid,
+    filter: MemberFilter,
+    page_size: u64,
+}
 
-    async fn list_users(
-        &self,
-        request: Request<proto::ListUsersRequest>,
-    ) -> Result<Response<proto::ListUsersResponse>, Status> {
-        let actor = actor(&request);
-        let req = request.into_inner();
+impl TryFrom<&proto::ListUsersRequest> for ListUsers {
+    type Error = DomainError;
+
+    fn try_from(req: &proto::ListUsersRequest) -> Result<Self, DomainError> {
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
         let role = if req.role == proto::Role::Unspecified as i32 {
@@ -130,29 +90,72 @@ impl UserService for UserApi {
         } else {
             v.check("group_id", validate::id(&req.group_id).map(Some))
         };
-        if req.page_size < 0 {
-            v.add("page_size", "must not be negative");
-        }
-        v.finish()?;
-        let (Some(account_id), Some(role), Some(status), Some(group_id)) =
-            (account_id, role, status, group_id)
-        else {
-            return Err(unreachable_missing());
-        };
+        let page_size = convert::page_size(&mut v, req.page_size);
+        let (account_id, role, status, group_id, page_size) =
+            v.values((account_id, role, status, group_id, page_size))?;
         let prefix = req.email_prefix.trim().to_lowercase();
-        let filter = MemberFilter {
-            role,
-            status,
-            email_prefix: (!prefix.is_empty()).then_some(prefix),
-            group_id,
-        };
-        let (members, next_page_token) = self
+        Ok(ListUsers {
+            account_id,
+            filter: MemberFilter {
+                role,
+                status,
+                email_prefix: (!prefix.is_empty()).then_some(prefix),
+                group_id,
+            },
+            page_size,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl UserService for UserApi {
+    async fn create_user(
+        &self,
+        request: Request<proto::CreateUserRequest>,
+    ) -> Result<Response<proto::CreateUserResponse>, Status> {
+        let actor = actor(&request);
+        let input = CreateUser::try_from(request.into_inner())?;
+        let member = self.users.create(&actor, input).await?;
+        Ok(Response::new(proto::CreateUserResponse {
+            user: Some(convert::member(&member)),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<proto::GetUserRequest>,
+    ) -> Result<Response<proto::GetUserResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.get_ref();
+        let mut v = Violations::new();
+        let (account_id, user_id) = ids(&mut v, &req.account_id, &req.user_id);
+        let (account_id, user_id) = v.values((account_id, user_id))?;
+        let member = self.users.get(&actor, account_id, user_id).await?;
+        Ok(Response::new(proto::GetUserResponse {
+            user: Some(convert::member(&member)),
+        }))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<proto::ListUsersRequest>,
+    ) -> Result<Response<proto::ListUsersResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.get_ref();
+        let list = ListUsers::try_from(req)?;
+        let page = self
             .users
-            .list(&actor, account_id, filter, req.page_size, &req.page_token)
+            .list(
+                &actor,
+                list.account_id,
+                list.filter,
+                list.page_size,
+                &req.page_token,
+            )
             .await?;
         Ok(Response::new(proto::ListUsersResponse {
-            users: members.iter().map(convert::member).collect(),
-            next_page_token,
+            users: page.items.iter().map(convert::member).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -180,10 +183,7 @@ impl UserService for UserApi {
             }
         }
         let etag = v.check("etag", UserEtag::parse(&req.etag));
-        v.finish()?;
-        let (Some(account_id), Some(user_id), Some(etag)) = (account_id, user_id, etag) else {
-            return Err(unreachable_missing());
-        };
+        let (account_id, user_id, etag) = v.values((account_id, user_id, etag))?;
         let (member, revision) = self
             .users
             .update(&actor, account_id, user_id, change, etag)
@@ -199,14 +199,11 @@ impl UserService for UserApi {
         request: Request<proto::DeleteUserRequest>,
     ) -> Result<Response<proto::DeleteUserResponse>, Status> {
         let actor = actor(&request);
-        let req = request.into_inner();
+        let req = request.get_ref();
         let mut v = Violations::new();
         let (account_id, user_id) = ids(&mut v, &req.account_id, &req.user_id);
         let etag = v.check("etag", UserEtag::parse(&req.etag));
-        v.finish()?;
-        let (Some(account_id), Some(user_id), Some(etag)) = (account_id, user_id, etag) else {
-            return Err(unreachable_missing());
-        };
+        let (account_id, user_id, etag) = v.values((account_id, user_id, etag))?;
         let revision = self
             .users
             .delete(&actor, account_id, user_id, etag, req.allow_missing)
@@ -221,13 +218,10 @@ impl UserService for UserApi {
         request: Request<proto::ResendInvitationRequest>,
     ) -> Result<Response<proto::ResendInvitationResponse>, Status> {
         let actor = actor(&request);
-        let req = request.into_inner();
+        let req = request.get_ref();
         let mut v = Violations::new();
         let (account_id, user_id) = ids(&mut v, &req.account_id, &req.user_id);
-        v.finish()?;
-        let (Some(account_id), Some(user_id)) = (account_id, user_id) else {
-            return Err(unreachable_missing());
-        };
+        let (account_id, user_id) = v.values((account_id, user_id))?;
         let member = self
             .users
             .resend_invitation(&actor, account_id, user_id)
@@ -242,7 +236,7 @@ impl UserService for UserApi {
         request: Request<proto::DisableUserRequest>,
     ) -> Result<Response<proto::DisableUserResponse>, Status> {
         let actor = actor(&request);
-        let req = request.into_inner();
+        let req = request.get_ref();
         let (user, consistency_token) = self
             .set_disabled(&actor, &req.account_id, &req.user_id, &req.etag, true)
             .await?;
@@ -257,7 +251,7 @@ impl UserService for UserApi {
         request: Request<proto::EnableUserRequest>,
     ) -> Result<Response<proto::EnableUserResponse>, Status> {
         let actor = actor(&request);
-        let req = request.into_inner();
+        let req = request.get_ref();
         let (user, consistency_token) = self
             .set_disabled(&actor, &req.account_id, &req.user_id, &req.etag, false)
             .await?;
@@ -292,10 +286,7 @@ impl UserService for UserApi {
             None
         };
         let etag = v.check("etag", UserEtag::parse(&req.etag));
-        v.finish()?;
-        let Some(etag) = etag else {
-            return Err(unreachable_missing());
-        };
+        let (etag,) = v.values((etag,))?;
         let member = self
             .users
             .update_my_profile(&actor, display_name, etag)
@@ -309,7 +300,7 @@ impl UserService for UserApi {
 impl UserApi {
     async fn set_disabled(
         &self,
-        actor: &crate::domain::actor::Actor,
+        actor: &Actor,
         account_id: &str,
         user_id: &str,
         etag: &str,
@@ -318,10 +309,7 @@ impl UserApi {
         let mut v = Violations::new();
         let (account_id, user_id) = ids(&mut v, account_id, user_id);
         let etag = v.check("etag", UserEtag::parse(etag));
-        v.finish()?;
-        let (Some(account_id), Some(user_id), Some(etag)) = (account_id, user_id, etag) else {
-            return Err(unreachable_missing());
-        };
+        let (account_id, user_id, etag) = v.values((account_id, user_id, etag))?;
         let (member, revision) = self
             .users
             .set_disabled(actor, account_id, user_id, disable, etag)

@@ -1,199 +1,106 @@
-//! Accounts and their first administrator.
+//! Accounts: the row that holds each account's settings, caps, counters and access revision.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    ColumnTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
-use super::entities::{account, membership, user};
-use super::users::{NewLink, invite};
-use super::{Store, idempotency};
-use crate::domain::error::{DomainError, DomainResult, reason};
-use crate::domain::roles::Role;
+use super::entities::account;
+use super::{Store, Tx};
+use crate::domain::accounts::{Account, AccountChange};
+use crate::domain::error::DomainResult;
 
-pub use super::idempotency::Idempotency;
-
-#[derive(Debug, Clone)]
-pub struct NewAccount {
-    pub name: String,
-    pub max_users: i32,
-    pub max_groups: i32,
-    pub admin_email: String,
-    pub admin_email_key: String,
-    pub admin_display_name: String,
-    pub idempotency: Option<Idempotency>,
+impl From<account::Model> for Account {
+    fn from(row: account::Model) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            enforce_mfa: row.enforce_mfa,
+            max_users: row.max_users,
+            max_groups: row.max_groups,
+            user_count: row.user_count,
+            group_count: row.group_count,
+            access_revision: row.access_revision,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
 }
 
-/// An account with its first administrator (person and membership).
-#[derive(Debug, Clone)]
-pub struct CreatedAccount {
-    pub account: account::Model,
-    pub admin: user::Model,
-    pub membership: membership::Model,
+impl From<&Account> for account::ActiveModel {
+    fn from(account: &Account) -> Self {
+        Self {
+            id: Set(account.id),
+            name: Set(account.name.clone()),
+            enforce_mfa: Set(account.enforce_mfa),
+            max_users: Set(account.max_users),
+            max_groups: Set(account.max_groups),
+            user_count: Set(account.user_count),
+            group_count: Set(account.group_count),
+            access_revision: Set(account.access_revision),
+            version: Set(account.version),
+            created_at: Set(account.created_at),
+            updated_at: Set(account.updated_at),
+        }
+    }
 }
 
-/// A change to the account's own fields; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct AccountChange {
-    pub enforce_mfa: Option<bool>,
-    pub max_users: Option<i32>,
-    pub max_groups: Option<i32>,
-}
-
-/// The membership statuses as stored.
-pub mod status {
-    pub const INVITED: &str = "invited";
-    pub const ACTIVE: &str = "active";
-    pub const DISABLED: &str = "disabled";
+/// A counter of the account row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    Users,
+    Groups,
 }
 
 impl Store {
-    /// Creates the account and records its first administrator as an invited member, in one
-    /// transaction. A retried request (same idempotency key) returns what the first one created.
-    pub async fn create_account(
-        &self,
-        new: NewAccount,
-        link: NewLink,
-        now: DateTime<Utc>,
-    ) -> DomainResult<CreatedAccount> {
-        if let Some(key) = &new.idempotency
-            && let Some(existing) = self.replay_account(key, now).await?
-        {
-            return Ok(existing);
-        }
-        match self.insert_account(&new, &link, now).await {
-            Err(err) if idempotency::is_conflict(&err) => {
-                // The same request ran concurrently and won: answer with its result.
-                let key = new.idempotency.as_ref().ok_or(err)?;
-                self.replay_account(key, now).await?.ok_or_else(|| {
-                    DomainError::internal(anyhow::anyhow!("idempotency key without account"))
-                })
-            }
-            other => other,
-        }
-    }
-
-    async fn replay_account(
-        &self,
-        key: &Idempotency,
-        now: DateTime<Utc>,
-    ) -> DomainResult<Option<CreatedAccount>> {
-        let Some(resource_id) = idempotency::replay(&self.db, key, now).await? else {
-            return Ok(None);
-        };
-        let account_id = Uuid::parse_str(&resource_id).map_err(DomainError::internal)?;
-        let account = account::Entity::find_by_id(account_id)
-            .one(&self.db)
+    /// The account created first, if any.
+    pub async fn oldest_account(&self) -> DomainResult<Option<Account>> {
+        use sea_orm::QueryOrder;
+        Ok(account::Entity::find()
+            .order_by_asc(account::Column::CreatedAt)
+            .one(self.connection())
             .await?
-            .ok_or_else(|| DomainError::not_found(reason::ACCOUNT_NOT_FOUND, "account"))?;
-        let (admin, membership) = self.first_administrator(account_id).await?.ok_or_else(|| {
-            DomainError::internal(anyhow::anyhow!("account without administrator"))
-        })?;
-        Ok(Some(CreatedAccount {
-            account,
-            admin,
-            membership,
-        }))
+            .map(Account::from))
     }
 
-    async fn insert_account(
-        &self,
-        new: &NewAccount,
-        link: &NewLink,
-        now: DateTime<Utc>,
-    ) -> DomainResult<CreatedAccount> {
-        let txn = self.db.begin().await?;
-        let account_id = Uuid::now_v7();
-        if let Some(key) = &new.idempotency {
-            idempotency::record(&txn, key, &account_id.to_string(), now).await?;
-        }
-        let account = account::Model {
-            id: account_id,
-            name: new.name.clone(),
-            enforce_mfa: false,
-            max_users: new.max_users,
-            max_groups: new.max_groups,
-            user_count: 1,
-            group_count: 0,
-            access_revision: 0,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        account::Entity::insert(account::ActiveModel::from(account.clone()))
-            .exec_without_returning(&txn)
+    pub async fn account(&self, id: Uuid) -> DomainResult<Option<Account>> {
+        Ok(account::Entity::find_by_id(id)
+            .one(self.connection())
+            .await?
+            .map(Account::from))
+    }
+}
+
+impl Tx {
+    pub async fn insert_account(&self, account: &Account) -> DomainResult<()> {
+        account::Entity::insert(account::ActiveModel::from(account))
+            .exec_without_returning(self.conn())
             .await?;
-        let admin = find_or_create_person(
-            &txn,
-            &new.admin_email,
-            &new.admin_email_key,
-            &new.admin_display_name,
-            now,
-        )
-        .await?;
-        let membership = membership::Model {
-            account_id,
-            user_id: admin.id,
-            email_key: admin.email_key.clone(),
-            role: Role::AccountAdministrator.as_str().to_owned(),
-            status: status::INVITED.to_owned(),
-            invited_by: None,
-            accepted_at: None,
-            last_login_at: None,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        membership::Entity::insert(membership::ActiveModel::from(membership.clone()))
-            .exec_without_returning(&txn)
-            .await?;
-        invite(&txn, &account, &admin, None, "Support", link, now).await?;
-        txn.commit().await?;
-        Ok(CreatedAccount {
-            account,
-            admin,
-            membership,
-        })
+        Ok(())
     }
 
-    /// The earliest administrator membership of the account, with its person.
-    pub async fn first_administrator(
-        &self,
-        account_id: Uuid,
-    ) -> DomainResult<Option<(user::Model, membership::Model)>> {
-        let Some(membership) = membership::Entity::find()
-            .filter(membership::Column::AccountId.eq(account_id))
-            .filter(membership::Column::Role.eq(Role::AccountAdministrator.as_str()))
-            .order_by_asc(membership::Column::CreatedAt)
-            .order_by_asc(membership::Column::UserId)
-            .one(&self.db)
+    /// Locks the account row for the rest of the unit of work (`SELECT ... FOR UPDATE` on
+    /// PostgreSQL; SQLite's single connection is already serial) and returns it. Caps are checked
+    /// against this row, so concurrent requests on any number of replicas queue here.
+    pub async fn lock_account(&self, id: Uuid) -> DomainResult<Option<Account>> {
+        Ok(account::Entity::find_by_id(id)
+            .lock_exclusive()
+            .one(self.conn())
             .await?
-        else {
-            return Ok(None);
-        };
-        let person = user::Entity::find_by_id(membership.user_id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| DomainError::internal(anyhow::anyhow!("membership without person")))?;
-        Ok(Some((person, membership)))
+            .map(Account::from))
     }
 
-    pub async fn find_account(&self, id: Uuid) -> DomainResult<Option<account::Model>> {
-        Ok(account::Entity::find_by_id(id).one(&self.db).await?)
-    }
-
-    /// Applies `change` if the account is still at `expected_version` (when given): one
-    /// conditional UPDATE, so two concurrent writers cannot both win.
+    /// Applies `change` to the account's fields and moves its version (the etag) on.
     pub async fn update_account(
         &self,
         id: Uuid,
-        expected_version: Option<i64>,
-        change: AccountChange,
+        change: &AccountChange,
         now: DateTime<Utc>,
-    ) -> DomainResult<account::Model> {
+    ) -> DomainResult<()> {
         let mut update = account::Entity::update_many()
             .col_expr(
                 account::Column::Version,
@@ -210,51 +117,46 @@ impl Store {
         if let Some(max_groups) = change.max_groups {
             update = update.col_expr(account::Column::MaxGroups, Expr::value(max_groups));
         }
-        if let Some(version) = expected_version {
-            update = update.filter(account::Column::Version.eq(version));
-        }
-        let txn = self.db.begin().await?;
-        let result = update.exec(&txn).await?;
-        let account = account::Entity::find_by_id(id).one(&txn).await?;
-        txn.commit().await?;
-        match (result.rows_affected, account) {
-            (1, Some(account)) => Ok(account),
-            (_, None) => Err(DomainError::not_found(reason::ACCOUNT_NOT_FOUND, "account")),
-            (_, Some(_)) => Err(DomainError::etag_mismatch("account")),
-        }
+        update.exec(self.conn()).await?;
+        Ok(())
     }
-}
 
-/// The person with this email, created if new. Safe under races: the insert yields to a
-/// concurrent one (`ON CONFLICT DO NOTHING`) and the row is then read back.
-pub(crate) async fn find_or_create_person(
-    conn: &impl ConnectionTrait,
-    email: &str,
-    email_key: &str,
-    display_name: &str,
-    now: DateTime<Utc>,
-) -> DomainResult<user::Model> {
-    user::Entity::insert(user::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        email: Set(email.to_owned()),
-        email_key: Set(email_key.to_owned()),
-        display_name: Set(display_name.to_owned()),
-        password_hash: Set(None),
-        mfa_enabled: Set(false),
-        version: Set(1),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::column(user::Column::EmailKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
-    user::Entity::find()
-        .filter(user::Column::EmailKey.eq(email_key))
-        .one(conn)
-        .await?
-        .ok_or_else(|| DomainError::internal(anyhow::anyhow!("person vanished after insert")))
+    /// Adds `delta` to a counter of the (locked) account.
+    pub async fn add_to_counter(&self, id: Uuid, counter: Counter, delta: i32) -> DomainResult<()> {
+        let column = match counter {
+            Counter::Users => account::Column::UserCount,
+            Counter::Groups => account::Column::GroupCount,
+        };
+        account::Entity::update_many()
+            .col_expr(column, Expr::col(column).add(delta))
+            .filter(account::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the account's access revision on (a write that can change an access decision) and
+    /// returns the new revision, the consistency token of the write.
+    pub async fn bump_access_revision(&self, id: Uuid) -> DomainResult<i64> {
+        account::Entity::update_many()
+            .col_expr(
+                account::Column::AccessRevision,
+                Expr::col(account::Column::AccessRevision).add(1),
+            )
+            .filter(account::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        let revision = account::Entity::find_by_id(id)
+            .select_only()
+            .column(account::Column::AccessRevision)
+            .into_tuple::<i64>()
+            .one(self.conn())
+            .await?;
+        // The caller holds the account's lock: it cannot have gone.
+        revision.ok_or_else(|| {
+            crate::domain::error::DomainError::internal(anyhow::anyhow!(
+                "the locked account vanished"
+            ))
+        })
+    }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::entities::idempotency_key;
-use super::unique_violation;
+use super::{Store, Tx, unique_violation};
 use crate::domain::error::{DomainError, DomainResult, reason};
 
 /// Who asked for what, under which `request_id`.
@@ -27,8 +27,37 @@ fn expired(now: DateTime<Utc>) -> sea_orm::sea_query::Expr {
     idempotency_key::Column::CreatedAt.lte(now - KEY_TTL)
 }
 
+impl Store {
+    /// The id of what the first request with this key created within the last 24 hours, if
+    /// any; the same key with other content is `REQUEST_ID_REUSED`.
+    pub async fn replay(
+        &self,
+        key: &Idempotency,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Option<String>> {
+        replay(self.connection(), key, now).await
+    }
+
+    /// Deletes the keys older than 24 hours; returns how many.
+    pub async fn delete_expired_requests(&self, now: DateTime<Utc>) -> DomainResult<u64> {
+        delete_expired(self.connection(), now).await
+    }
+}
+
+impl Tx {
+    /// Records the key in the creating unit of work (see `record`).
+    pub async fn record_request(
+        &self,
+        key: &Idempotency,
+        resource_id: &str,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        record(self.conn(), key, resource_id, now).await
+    }
+}
+
 /// The id of what the first request with this key created within the last 24 hours, if any.
-pub async fn replay(
+async fn replay(
     conn: &impl ConnectionTrait,
     key: &Idempotency,
     now: DateTime<Utc>,
@@ -53,7 +82,7 @@ pub async fn replay(
 /// Records the key in the creating transaction, in place of an expired row with the same key.
 /// Two concurrent requests with one key collide on the key's primary key: the loser's
 /// transaction fails with `is_conflict`, and it then replays.
-pub async fn record(
+async fn record(
     conn: &impl ConnectionTrait,
     key: &Idempotency,
     resource_id: &str,
@@ -78,7 +107,7 @@ pub async fn record(
 }
 
 /// Deletes the keys older than 24 hours; returns how many.
-pub async fn delete_expired(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> DomainResult<u64> {
+async fn delete_expired(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> DomainResult<u64> {
     Ok(idempotency_key::Entity::delete_many()
         .filter(expired(now))
         .exec(conn)

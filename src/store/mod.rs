@@ -1,13 +1,17 @@
 //! Storage: SeaORM on PostgreSQL (production) or SQLite (embedded), the same code for both.
-//! Every write that touches more than one row is one transaction; caps and counters are
-//! enforced inside it under a row lock on the account, so several replicas behave as one.
+//!
+//! The store reads and writes; it decides nothing and sends nothing. Reads outside a write are
+//! methods of `Store`, one statement each. A write is a unit of work, `Tx`, that the use case
+//! opens, fills (locking the account row first where an invariant lives on it) and commits; the
+//! store's parts of it are methods of `Tx`. Rows come back as domain types: no entity leaves
+//! the store.
 
 pub mod accounts;
 pub mod entities;
 pub mod groups;
 pub mod idempotency;
-pub mod locks;
 pub mod pagination;
+mod select;
 pub mod sessions;
 pub mod users;
 
@@ -16,17 +20,37 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement,
-    sqlx::Error as SqlxError,
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    Statement, TransactionTrait, sqlx::Error as SqlxError,
 };
 
 use crate::config::Database;
-use crate::domain::error::DomainError;
+use crate::domain::error::{DomainError, DomainResult};
 
 /// The database handle shared by every request.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+}
+
+/// A unit of work: one database transaction. Dropped without `commit`, it rolls back.
+pub struct Tx {
+    txn: DatabaseTransaction,
+}
+
+impl Tx {
+    pub async fn commit(self) -> DomainResult<()> {
+        Ok(self.txn.commit().await?)
+    }
+
+    fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    /// The transaction, for parts of the service that keep their own queries (the outbox).
+    pub fn connection(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
 }
 
 /// A fixed key for the migration lock (`pg_advisory_lock`): any 64-bit value unique to this service.
@@ -67,6 +91,13 @@ impl Store {
 
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Opens a unit of work.
+    pub async fn begin(&self) -> DomainResult<Tx> {
+        Ok(Tx {
+            txn: self.db.begin().await?,
+        })
     }
 
     pub fn backend(&self) -> DbBackend {

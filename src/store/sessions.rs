@@ -14,103 +14,116 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::Store;
-use super::accounts::status;
+use super::entities::membership::StoredStatus;
 use super::entities::{
     account, account_selection, invitation, login_throttle, membership, mfa_challenge,
     password_reset, refresh_token, session, user,
 };
+use super::{Store, Tx};
 use crate::auth::secret_token;
+use crate::domain::auth::{
+    ActiveMembership, EmailChallenge, FAILURE_WINDOW, FREE_ATTEMPTS, MAX_LOCK, NewSession,
+    PasswordLogin, PasswordReset, PendingSelection, RefreshRefusal, Session, lock_after,
+};
 use crate::domain::error::{DomainError, DomainResult};
+use crate::domain::users::{Invitation, MembershipStatus, Person};
 
-/// Failed logins allowed in a window before attempts must wait.
-pub const FREE_ATTEMPTS: i32 = 5;
-/// Failures older than this are forgotten.
-pub const FAILURE_WINDOW: Duration = Duration::minutes(15);
-/// The longest wait between attempts.
-pub const MAX_LOCK: Duration = Duration::minutes(15);
-
-/// How long a person must wait after `failures` failures in the window (0 while under the limit):
-/// 30 s at the fifth, doubling with each further failure, at most 15 minutes.
-pub fn lock_after(failures: i32) -> Duration {
-    if failures < FREE_ATTEMPTS {
-        return Duration::zero();
-    }
-    let doublings = Ord::min(failures - FREE_ATTEMPTS, 10) as u32;
-    Ord::min(Duration::seconds(30) * 2i32.pow(doublings), MAX_LOCK)
+/// A membership row joined to its account (no account: nothing to log in to).
+fn joined(
+    membership: membership::Model,
+    account: Option<account::Model>,
+) -> Option<ActiveMembership> {
+    account.map(|account| ActiveMembership {
+        membership: membership.into(),
+        account: account.into(),
+    })
 }
 
-/// What a new session records.
-#[derive(Debug, Clone)]
-pub struct NewSession {
-    pub user_id: Uuid,
-    pub account_id: Uuid,
-    pub amr: Vec<String>,
-    pub mfa_passed: bool,
-    pub user_agent: Option<String>,
-    pub ip_address: Option<String>,
-}
-
-/// The first step of a password login.
-#[derive(Debug)]
-pub struct PasswordLogin {
-    pub person: user::Model,
-    pub accounts: Vec<ActiveMembership>,
-    /// How long the person must wait, when this attempt was refused (not counted).
-    pub wait: Option<Duration>,
-}
-
-/// A member able to log in to one account.
-#[derive(Debug, Clone)]
-pub struct ActiveMembership {
-    pub membership: membership::Model,
-    pub account: account::Model,
-}
-
-impl ActiveMembership {
-    /// A membership with its account from a joined row (no account: nothing to log in to).
-    fn joined(membership: membership::Model, account: Option<account::Model>) -> Option<Self> {
-        account.map(|account| Self {
-            membership,
-            account,
-        })
+impl From<session::Model> for Session {
+    fn from(row: session::Model) -> Self {
+        Self {
+            id: row.id,
+            user_id: row.user_id,
+            account_id: row.account_id,
+            amr: row
+                .amr
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            mfa_passed: row.mfa_passed,
+            user_agent: row.user_agent,
+            ip_address: row.ip_address,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        }
     }
 }
 
-/// Why a refresh token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshRefusal {
-    Unknown,
-    Reused,
-    Revoked,
-    Expired,
+impl From<mfa_challenge::Model> for EmailChallenge {
+    fn from(row: mfa_challenge::Model) -> Self {
+        Self {
+            id_hash: row.id_hash,
+            user_id: row.user_id,
+            account_id: row.account_id,
+            code_hash: row.code_hash,
+            code_expires_at: row.code_expires_at,
+            attempts_left: row.attempts_left,
+            resends_left: row.resends_left,
+            last_sent_at: row.last_sent_at,
+            created_at: row.created_at,
+            consumed_at: row.consumed_at,
+        }
+    }
+}
+
+impl From<&EmailChallenge> for mfa_challenge::ActiveModel {
+    fn from(c: &EmailChallenge) -> Self {
+        Self {
+            id_hash: Set(c.id_hash.clone()),
+            user_id: Set(c.user_id),
+            account_id: Set(c.account_id),
+            code_hash: Set(c.code_hash.clone()),
+            code_expires_at: Set(c.code_expires_at),
+            attempts_left: Set(c.attempts_left),
+            resends_left: Set(c.resends_left),
+            last_sent_at: Set(c.last_sent_at),
+            created_at: Set(c.created_at),
+            consumed_at: Set(c.consumed_at),
+        }
+    }
+}
+
+impl From<invitation::Model> for Invitation {
+    fn from(row: invitation::Model) -> Self {
+        Self {
+            account_id: row.account_id,
+            user_id: row.user_id,
+            token_hash: row.token_hash,
+            invited_by: row.invited_by,
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+        }
+    }
 }
 
 impl Store {
-    pub async fn find_person_by_email(&self, email_key: &str) -> DomainResult<Option<user::Model>> {
-        Ok(user::Entity::find()
-            .filter(user::Column::EmailKey.eq(email_key))
-            .one(&self.db)
-            .await?)
-    }
-
     /// The person with this email and their ACTIVE memberships (with their accounts, by account
     /// name), in one query; `None` when no such person can log in anywhere.
     async fn person_for_login(
         &self,
         email_key: &str,
-    ) -> DomainResult<Option<(user::Model, Vec<ActiveMembership>)>> {
+    ) -> DomainResult<Option<(Person, Vec<ActiveMembership>)>> {
         let rows = person_with_memberships(email_key).all(&self.db).await?;
         Ok(person_and_accounts(rows))
     }
 
-    pub async fn find_person(&self, user_id: Uuid) -> DomainResult<Option<user::Model>> {
-        Ok(user::Entity::find_by_id(user_id).one(&self.db).await?)
-    }
-
     /// The person's ACTIVE memberships with their accounts, by account name.
     pub async fn active_memberships(&self, user_id: Uuid) -> DomainResult<Vec<ActiveMembership>> {
-        self.memberships_in(user_id, &[status::ACTIVE]).await
+        self.memberships_in(user_id, &[MembershipStatus::Active])
+            .await
     }
 
     /// The person's ACTIVE membership in one account, with the account.
@@ -120,27 +133,30 @@ impl Store {
         account_id: Uuid,
     ) -> DomainResult<Option<ActiveMembership>> {
         Ok(membership::Entity::find_by_id((account_id, user_id))
-            .filter(membership::Column::Status.eq(status::ACTIVE))
+            .filter(membership::Column::Status.eq(StoredStatus::Active))
             .find_also_related(account::Entity)
             .one(&self.db)
             .await?
-            .and_then(|(membership, account)| ActiveMembership::joined(membership, account)))
+            .and_then(|(membership, account)| joined(membership, account)))
     }
 
     /// The person's memberships with one of `statuses`, with their accounts, by account name.
     pub async fn memberships_in(
         &self,
         user_id: Uuid,
-        statuses: &[&str],
+        statuses: &[MembershipStatus],
     ) -> DomainResult<Vec<ActiveMembership>> {
         let mut out: Vec<ActiveMembership> = membership::Entity::find()
             .filter(membership::Column::UserId.eq(user_id))
-            .filter(membership::Column::Status.is_in(statuses.iter().copied()))
+            .filter(
+                membership::Column::Status
+                    .is_in(statuses.iter().map(|status| StoredStatus::from(*status))),
+            )
             .find_also_related(account::Entity)
             .all(&self.db)
             .await?
             .into_iter()
-            .filter_map(|(membership, account)| ActiveMembership::joined(membership, account))
+            .filter_map(|(membership, account)| joined(membership, account))
             .collect();
         sort_by_account_name(&mut out);
         Ok(out)
@@ -297,7 +313,7 @@ impl Store {
         new: NewSession,
         now: DateTime<Utc>,
         ttl: Duration,
-    ) -> DomainResult<(session::Model, String)> {
+    ) -> DomainResult<(Session, String)> {
         let txn = self.db.begin().await?;
         let created = insert_session(&txn, new, now, ttl).await?;
         txn.commit().await?;
@@ -313,7 +329,7 @@ impl Store {
         new: NewSession,
         now: DateTime<Utc>,
         ttl: Duration,
-    ) -> DomainResult<(session::Model, String)> {
+    ) -> DomainResult<(Session, String)> {
         let (account_id, user_id) = (new.account_id, new.user_id);
         let row = new_session_row(new, now, ttl);
         let refresh = secret_token::generate("rt_");
@@ -353,7 +369,7 @@ impl Store {
             txn.execute_raw(backend.build(&forget_failures)).await?;
             txn.commit().await?;
         }
-        Ok((row, refresh))
+        Ok((row.into(), refresh))
     }
 
     /// Whether a session is live and its member still ACTIVE, in one query: the check behind
@@ -373,15 +389,18 @@ impl Store {
             .filter(session::Column::UserId.eq(user_id))
             .filter(session::Column::RevokedAt.is_null())
             .filter(session::Column::ExpiresAt.gt(now))
-            .filter(membership::Column::Status.eq(status::ACTIVE))
+            .filter(membership::Column::Status.eq(StoredStatus::Active))
             .into_tuple::<Uuid>()
             .one(&self.db)
             .await?;
         Ok(found.is_some())
     }
 
-    pub async fn find_session(&self, id: Uuid) -> DomainResult<Option<session::Model>> {
-        Ok(session::Entity::find_by_id(id).one(&self.db).await?)
+    pub async fn find_session(&self, id: Uuid) -> DomainResult<Option<Session>> {
+        Ok(session::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(Session::from))
     }
 
     /// Spends a refresh token and issues its successor. A token presented twice revokes the
@@ -390,7 +409,7 @@ impl Store {
         &self,
         token: &str,
         now: DateTime<Utc>,
-    ) -> DomainResult<Result<(session::Model, String), RefreshRefusal>> {
+    ) -> DomainResult<Result<(Session, String), RefreshRefusal>> {
         let hash = secret_token::digest_hex(token);
         let txn = self.db.begin().await?;
         let Some(row) = refresh_token::Entity::find_by_id(hash.clone())
@@ -437,7 +456,7 @@ impl Store {
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        Ok(Ok((session, next)))
+        Ok(Ok((session.into(), next)))
     }
 
     /// Revokes one session; false when it was not live.
@@ -476,7 +495,7 @@ impl Store {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
         now: DateTime<Utc>,
-    ) -> DomainResult<Vec<(session::Model, String)>> {
+    ) -> DomainResult<Vec<(Session, String)>> {
         let mut query = session::Entity::find()
             .filter(session::Column::UserId.eq(user_id))
             .filter(session::Column::RevokedAt.is_null())
@@ -503,7 +522,7 @@ impl Store {
                 .await?
                 .map(|a| a.name)
                 .unwrap_or_default();
-            out.push((session, name));
+            out.push((session.into(), name));
         }
         Ok(out)
     }
@@ -521,8 +540,8 @@ impl Store {
         resends: i32,
         email: (&str, &crate::email::templates::Email),
         now: DateTime<Utc>,
-    ) -> DomainResult<mfa_challenge::Model> {
-        let row = mfa_challenge::Model {
+    ) -> DomainResult<EmailChallenge> {
+        let row = EmailChallenge {
             id_hash: id_hash.to_owned(),
             user_id,
             account_id,
@@ -535,7 +554,7 @@ impl Store {
             consumed_at: None,
         };
         let txn = self.db.begin().await?;
-        mfa_challenge::Entity::insert(mfa_challenge::ActiveModel::from(row.clone()))
+        mfa_challenge::Entity::insert(mfa_challenge::ActiveModel::from(&row))
             .exec_without_returning(&txn)
             .await?;
         crate::email::outbox::enqueue(&txn, account_id, email.0, email.1, now).await?;
@@ -543,13 +562,11 @@ impl Store {
         Ok(row)
     }
 
-    pub async fn find_challenge(
-        &self,
-        id_hash: &str,
-    ) -> DomainResult<Option<mfa_challenge::Model>> {
+    pub async fn find_challenge(&self, id_hash: &str) -> DomainResult<Option<EmailChallenge>> {
         Ok(mfa_challenge::Entity::find_by_id(id_hash.to_owned())
             .one(&self.db)
-            .await?)
+            .await?
+            .map(EmailChallenge::from))
     }
 
     /// Runs `decide` on the locked challenge and stores what it returns, in one transaction.
@@ -557,9 +574,9 @@ impl Store {
         &self,
         id_hash: &str,
         decide: impl FnOnce(
-            &mfa_challenge::Model,
+            &EmailChallenge,
         ) -> DomainResult<(
-            Option<mfa_challenge::ActiveModel>,
+            Option<EmailChallenge>,
             Option<(String, crate::email::templates::Email)>,
             T,
         )>,
@@ -575,9 +592,12 @@ impl Store {
         };
         // A refusal that must be stored (a spent attempt) comes back inside `value`; an `Err`
         // from `decide` stores nothing.
+        let row = EmailChallenge::from(row);
         let (change, email, value) = decide(&row)?;
         if let Some(change) = change {
-            mfa_challenge::Entity::update(change).exec(&txn).await?;
+            mfa_challenge::Entity::update(mfa_challenge::ActiveModel::from(&change))
+                .exec(&txn)
+                .await?;
         }
         if let Some((to, email)) = email {
             crate::email::outbox::enqueue(&txn, row.account_id, &to, &email, now).await?;
@@ -614,7 +634,7 @@ impl Store {
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
-    ) -> DomainResult<Option<account_selection::Model>> {
+    ) -> DomainResult<Option<PendingSelection>> {
         let txn = self.db.begin().await?;
         let row = account_selection::Entity::find_by_id(token_hash.to_owned())
             .one(&txn)
@@ -629,7 +649,16 @@ impl Store {
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        Ok((spent.rows_affected == 1).then_some(row))
+        Ok((spent.rows_affected == 1).then(|| PendingSelection {
+            user_id: row.user_id,
+            amr: row
+                .amr
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            mfa_passed: row.mfa_passed,
+        }))
     }
 
     /// When the person's last reset link was made, if any.
@@ -665,13 +694,15 @@ impl Store {
         Ok(())
     }
 
-    pub async fn find_reset(
-        &self,
-        token_hash: &str,
-    ) -> DomainResult<Option<password_reset::Model>> {
+    pub async fn find_reset(&self, token_hash: &str) -> DomainResult<Option<PasswordReset>> {
         Ok(password_reset::Entity::find_by_id(token_hash.to_owned())
             .one(&self.db)
-            .await?)
+            .await?
+            .map(|row| PasswordReset {
+                user_id: row.user_id,
+                expires_at: row.expires_at,
+                used_at: row.used_at,
+            }))
     }
 
     /// Sets a new password with a reset token: spends the token, revokes every session, forgets
@@ -728,18 +759,19 @@ impl Store {
     pub async fn find_invitation_by_token(
         &self,
         token_hash: &str,
-    ) -> DomainResult<Option<invitation::Model>> {
+    ) -> DomainResult<Option<Invitation>> {
         Ok(invitation::Entity::find()
             .filter(invitation::Column::TokenHash.eq(token_hash))
             .one(&self.db)
-            .await?)
+            .await?
+            .map(Invitation::from))
     }
 
     /// Accepts an invitation: spends the link, activates the membership, sets the password and
     /// name when given. False when the link was spent or replaced meanwhile.
     pub async fn accept_invitation(
         &self,
-        invitation: &invitation::Model,
+        invitation: &Invitation,
         password_hash: Option<&str>,
         display_name: Option<&str>,
         now: DateTime<Utc>,
@@ -755,7 +787,10 @@ impl Store {
             return Ok(false);
         }
         let activated = membership::Entity::update_many()
-            .col_expr(membership::Column::Status, Expr::value(status::ACTIVE))
+            .col_expr(
+                membership::Column::Status,
+                Expr::value(StoredStatus::Active),
+            )
             .col_expr(membership::Column::AcceptedAt, Expr::value(now))
             .col_expr(
                 membership::Column::Version,
@@ -764,7 +799,7 @@ impl Store {
             .col_expr(membership::Column::UpdatedAt, Expr::value(now))
             .filter(membership::Column::AccountId.eq(invitation.account_id))
             .filter(membership::Column::UserId.eq(invitation.user_id))
-            .filter(membership::Column::Status.eq(status::INVITED))
+            .filter(membership::Column::Status.eq(StoredStatus::Invited))
             .exec(&txn)
             .await?;
         if activated.rows_affected == 0 {
@@ -810,7 +845,10 @@ impl Store {
     ) -> DomainResult<bool> {
         let txn = self.db.begin().await?;
         let activated = membership::Entity::update_many()
-            .col_expr(membership::Column::Status, Expr::value(status::ACTIVE))
+            .col_expr(
+                membership::Column::Status,
+                Expr::value(StoredStatus::Active),
+            )
             .col_expr(membership::Column::AcceptedAt, Expr::value(now))
             .col_expr(
                 membership::Column::Version,
@@ -819,7 +857,7 @@ impl Store {
             .col_expr(membership::Column::UpdatedAt, Expr::value(now))
             .filter(membership::Column::AccountId.eq(account_id))
             .filter(membership::Column::UserId.eq(user_id))
-            .filter(membership::Column::Status.eq(status::INVITED))
+            .filter(membership::Column::Status.eq(StoredStatus::Invited))
             .exec(&txn)
             .await?;
         invitation::Entity::delete_by_id((account_id, user_id))
@@ -960,7 +998,7 @@ fn person_with_memberships(
 {
     user::Entity::find()
         .filter(user::Column::EmailKey.eq(email_key))
-        .filter(membership::Column::Status.eq(status::ACTIVE))
+        .filter(membership::Column::Status.eq(StoredStatus::Active))
         .find_also_related(membership::Entity)
         .and_also_related(account::Entity)
 }
@@ -973,15 +1011,15 @@ fn person_and_accounts(
         Option<membership::Model>,
         Option<account::Model>,
     )>,
-) -> Option<(user::Model, Vec<ActiveMembership>)> {
+) -> Option<(Person, Vec<ActiveMembership>)> {
     let mut person = None;
     let mut accounts = Vec::with_capacity(rows.len());
     for (user, membership, account) in rows {
-        accounts.extend(membership.and_then(|m| ActiveMembership::joined(m, account)));
+        accounts.extend(membership.and_then(|m| joined(m, account)));
         person.get_or_insert(user);
     }
     sort_by_account_name(&mut accounts);
-    person.map(|person| (person, accounts))
+    person.map(|person| (person.into(), accounts))
 }
 
 fn sort_by_account_name(memberships: &mut [ActiveMembership]) {
@@ -1040,14 +1078,14 @@ pub(crate) async fn insert_session(
     new: NewSession,
     now: DateTime<Utc>,
     ttl: Duration,
-) -> DomainResult<(session::Model, String)> {
+) -> DomainResult<(Session, String)> {
     let row = new_session_row(new, now, ttl);
     session::Entity::insert(session::ActiveModel::from(row.clone()))
         .exec_without_returning(conn)
         .await?;
     let refresh = secret_token::generate("rt_");
     insert_refresh_token(conn, row.id, &refresh, now).await?;
-    Ok((row, refresh))
+    Ok((row.into(), refresh))
 }
 
 async fn revoke(
@@ -1066,8 +1104,21 @@ async fn revoke(
         .rows_affected)
 }
 
+impl Tx {
+    /// Ends the member's live sessions in the account.
+    pub async fn revoke_member_sessions(
+        &self,
+        user_id: Uuid,
+        account_id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> DomainResult<u64> {
+        revoke_sessions(self.conn(), user_id, Some(account_id), None, reason, now).await
+    }
+}
+
 /// Revokes a person's live sessions (in one account, or all), except `keep`.
-pub(crate) async fn revoke_sessions(
+async fn revoke_sessions(
     conn: &impl ConnectionTrait,
     user_id: Uuid,
     account_id: Option<Uuid>,
@@ -1083,19 +1134,4 @@ pub(crate) async fn revoke_sessions(
         which = which.add(session::Column::Id.ne(keep));
     }
     revoke(conn, which, reason, now).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn waits_grow_to_fifteen_minutes() {
-        assert_eq!(lock_after(4), Duration::zero());
-        assert_eq!(lock_after(5), Duration::seconds(30));
-        assert_eq!(lock_after(6), Duration::minutes(1));
-        assert_eq!(lock_after(9), Duration::minutes(8));
-        assert_eq!(lock_after(10), Duration::minutes(15));
-        assert_eq!(lock_after(40), Duration::minutes(15));
-    }
 }

@@ -1113,11 +1113,17 @@ async fn old_password_hashes_are_upgraded_at_login() {
     let stored = server
         .app
         .store
-        .find_person(admin.id.parse().unwrap())
+        .person(admin.id.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
-    assert!(stored.password_hash.unwrap().contains("m=19456,t=2,p=1"));
+    assert!(
+        stored
+            .password_hash
+            .unwrap()
+            .as_str()
+            .contains("m=19456,t=2,p=1")
+    );
 }
 
 #[tokio::test]

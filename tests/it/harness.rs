@@ -4,6 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use identity::{
+    app::App,
     auth::{
         keys::{TokenSubject, generate_ed25519},
         secret_token,
@@ -13,8 +14,7 @@ use identity::{
     config::{Config, Database, MailerKind, Secret, ServiceTokenConfig},
     domain::roles::Role,
     email::ses::SesMailer,
-    proto,
-    server::{self, App},
+    proto, server,
     store::Store,
 };
 use tokio::sync::oneshot;
@@ -328,7 +328,7 @@ impl TestServer {
             .app
             .store
             .create_session(
-                identity::store::sessions::NewSession {
+                identity::domain::auth::NewSession {
                     user_id,
                     account_id,
                     amr: vec!["pwd".to_owned()],
@@ -397,7 +397,7 @@ impl TestServer {
         membership::Entity::update(membership::ActiveModel {
             account_id: Set(user.account_id.parse().unwrap()),
             user_id: Set(user.id.parse().unwrap()),
-            status: Set("active".to_owned()),
+            status: Set(membership::StoredStatus::Active),
             accepted_at: Set(Some(now)),
             ..Default::default()
         })

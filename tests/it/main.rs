@@ -8,6 +8,7 @@ mod harness;
 
 mod access;
 mod accounts;
+mod architecture;
 mod auth;
 mod callers;
 mod cli;

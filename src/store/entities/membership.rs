@@ -1,5 +1,34 @@
 use sea_orm::entity::prelude::*;
 
+/// A role as stored (`Role::as_str` names the same strings).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::None)",
+    rename_all = "snake_case"
+)]
+pub enum StoredRole {
+    AccountAdministrator,
+    Developer,
+    MediaLibraryFullAccess,
+    MediaLibraryViewOnly,
+    MediaLibraryRestricted,
+    Finance,
+}
+
+/// A membership status as stored.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::None)",
+    rename_all = "snake_case"
+)]
+pub enum StoredStatus {
+    Invited,
+    Active,
+    Disabled,
+}
+
 /// A person inside an account, with one role.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "memberships")]
@@ -10,8 +39,8 @@ pub struct Model {
     pub user_id: Uuid,
     /// The person's lower-cased email (immutable), for listing in email order.
     pub email_key: String,
-    pub role: String,
-    pub status: String,
+    pub role: StoredRole,
+    pub status: StoredStatus,
     pub invited_by: Option<Uuid>,
     pub accepted_at: Option<DateTimeUtc>,
     pub last_login_at: Option<DateTimeUtc>,
