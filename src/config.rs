@@ -298,7 +298,7 @@ fn email_config(env: &Env<'_>) -> Result<EmailConfig> {
 }
 
 /// https anywhere; http only to a loopback host (a test provider). The one rule for the URLs of
-/// an identity provider: applied to the configured issuers here, and by `auth::google` to the
+/// an identity provider: applied to the configured issuers here, and by `auth::oidc` to the
 /// endpoints a discovery document names.
 pub(crate) fn secure_or_loopback(url: &Url) -> bool {
     match url.scheme() {
