@@ -605,6 +605,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_callers_claims_are_read_beside_the_checked_ones() {
+        #[derive(Deserialize)]
+        struct Profile {
+            #[serde(default)]
+            email: Option<String>,
+            #[serde(default)]
+            email_verified: Option<Verified>,
+        }
+        #[derive(Deserialize, PartialEq, Debug)]
+        #[serde(untagged)]
+        enum Verified {
+            Bool(bool),
+            Text(String),
+        }
+        let claims = |extra: serde_json::Value| {
+            let mut json = serde_json::json!({
+                "iss": "https://idp.example", "aud": ["a", "b"], "azp": "a", "sub": "s",
+                "exp": 2, "iat": 1, "nonce": "n",
+            });
+            if let (Some(json), Some(extra)) = (json.as_object_mut(), extra.as_object()) {
+                json.extend(extra.clone());
+            }
+            serde_json::from_value::<IdTokenClaims<Profile>>(json)
+        };
+        let read = claims(serde_json::json!({"email": "a@example.com", "email_verified": "true"}))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!((read.sub.as_str(), read.exp, read.nbf), ("s", 2, None));
+        assert_eq!(read.rest.email.as_deref(), Some("a@example.com"));
+        assert_eq!(
+            read.rest.email_verified,
+            Some(Verified::Text("true".into()))
+        );
+        let read = claims(serde_json::json!({"email_verified": true}))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(read.rest.email, None);
+        assert_eq!(read.rest.email_verified, Some(Verified::Bool(true)));
+        // Claims that do not fit the caller's type make the token malformed.
+        assert!(claims(serde_json::json!({"email": 7})).is_err());
+    }
+
+    #[test]
     fn only_signing_keys_of_the_two_algorithms_are_kept() {
         let jwk = |json: serde_json::Value| serde_json::from_value::<Jwk>(json).ok();
         let rsa = serde_json::json!({"kty": "RSA", "kid": "r", "n": "AQAB", "e": "AQAB"});
