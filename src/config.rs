@@ -6,10 +6,14 @@ use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
+use reqwest::Url;
 use serde::Deserialize;
 
-use crate::auth::google::GoogleConfig;
 use crate::domain::actor::Scope;
+
+mod google;
+
+pub use google::{GOOGLE_ISSUER, GoogleConfig};
 
 /// A value that must never reach logs.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -293,14 +297,33 @@ fn email_config(env: &Env<'_>) -> Result<EmailConfig> {
     })
 }
 
-/// The variables being read; lets a part's own config (`GoogleConfig`) read its variables the
-/// same way, `*_FILE` secrets included.
-pub(crate) struct Env<'a> {
+/// https anywhere; http only to a loopback host (a test provider). The one rule for the URLs of
+/// an identity provider: applied to the configured issuers here, and by `auth::oidc` to the
+/// endpoints a discovery document names.
+pub(crate) fn secure_or_loopback(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host_str() {
+            Some("localhost") => true,
+            Some(host) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// The variables being read; the submodules that read a part's settings (`google`) read theirs
+/// through it too, `*_FILE` secrets included.
+struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Env<'_> {
-    pub(crate) fn get(&self, key: &str) -> Option<String> {
+    fn get(&self, key: &str) -> Option<String> {
         (self.lookup)(key).filter(|value| !value.is_empty())
     }
 
@@ -319,7 +342,7 @@ impl Env<'_> {
     }
 
     /// `KEY` or the contents of the file named by `KEY_FILE` (trailing newline removed).
-    pub(crate) fn secret(&self, key: &str) -> Result<Option<Secret>> {
+    fn secret(&self, key: &str) -> Result<Option<Secret>> {
         let file_key = format!("{key}_FILE");
         match (self.get(key), self.get(&file_key)) {
             (Some(_), Some(_)) => bail!("set {key} or {file_key}, not both"),

@@ -1,135 +1,43 @@
 //! "Log in with Google": verifies Google ID tokens, and exchanges authorization codes for them.
 //!
-//! The provider is found by OpenID discovery (`{issuer}/.well-known/openid-configuration`), so the
-//! same code talks to Google in production and to a real OpenID provider on loopback in tests.
-//! Discovery is fetched on first use and kept; the signing keys (JWKS) are kept for at most an hour,
-//! and a token signed by a key we do not know makes us fetch them again, at most once per 30
-//! seconds, so a stream of forged key ids cannot turn us into a load generator against Google.
+//! Discovery, the key cache and the checks every OpenID provider's tokens get are the
+//! provider-neutral [`crate::auth::oidc`]; this module adds what is Google's own: the two forms of
+//! its issuer, the verified email it must vouch for (`email_verified`, which it has been seen to
+//! send as a string), the `GOOGLE_*` reasons its errors map to, and its settings
+//! ([`GoogleConfig`], read by `config`). Discovery starts at the configured issuer, so the same
+//! code talks to Google in production and to a real OpenID provider on loopback in tests.
 //!
 //! Nothing here logs or returns a token, a code, a PKCE verifier or the client secret: errors say
 //! which check failed, never what was presented.
 
-use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+use std::{collections::HashSet, fmt};
 
-use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{
-    Algorithm, DecodingKey, Validation,
-    jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse},
-};
-use reqwest::Url;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
-use tokio::sync::{Mutex, RwLock};
 
-use crate::config::{Env, Secret};
+pub use crate::auth::oidc::Rejection;
+use crate::auth::oidc::{Names, OidcError, Provider, ProviderConfig};
+pub use crate::config::{GOOGLE_ISSUER, GoogleConfig};
 use crate::domain::error::{DomainError, reason};
 
-/// Google's issuer. Its ID tokens carry either this or [`GOOGLE_BARE_ISSUER`] as `iss`.
-pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
-/// The scheme-less issuer form Google also puts in `iss`.
+/// The scheme-less form of [`GOOGLE_ISSUER`] that Google also puts in `iss`.
 pub const GOOGLE_BARE_ISSUER: &str = "accounts.google.com";
 
-/// Every request to the provider gives up after this.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Keys older than this are fetched again before use (Google rotates keys over days and serves
-/// the JWKS with a cache lifetime of a few hours).
-const JWKS_MAX_AGE: chrono::Duration = chrono::Duration::hours(1);
-/// An unknown `kid` fetches the keys again only if the last fetch is at least this old.
-const JWKS_REFETCH_INTERVAL: chrono::Duration = chrono::Duration::seconds(30);
-/// After a failed fetch, logins use the keys they have (or answer `Unavailable`) for this long
-/// before the provider is asked again.
-const FAILED_FETCH_BACKOFF: chrono::Duration = chrono::Duration::seconds(5);
-/// Clock skew tolerated on `exp`, `iat` and `nbf`.
-const LEEWAY_SECONDS: i64 = 60;
-/// ID tokens are a few KiB; anything much larger is refused before parsing.
-const MAX_TOKEN_BYTES: usize = 16 * 1024;
-/// Discovery documents, JWKS and token responses are small; larger bodies are refused.
-const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How logs name Google and the settings to check.
+const NAMES: Names = Names {
+    provider: "Google",
+    issuer_setting: "IDENTITY_GOOGLE_ISSUER",
+    client_settings: "IDENTITY_GOOGLE_CLIENT_ID and IDENTITY_GOOGLE_CLIENT_SECRET",
+};
 
-/// Google login settings. Google login is off when `IDENTITY_GOOGLE_CLIENT_ID` is unset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GoogleConfig {
-    /// Our OAuth client id: the only audience we accept (`IDENTITY_GOOGLE_CLIENT_ID`).
-    pub client_id: String,
-    /// Needed only to exchange authorization codes (`IDENTITY_GOOGLE_CLIENT_SECRET[_FILE]`).
-    pub client_secret: Option<Secret>,
-    /// Where discovery starts (`IDENTITY_GOOGLE_ISSUER`, default `https://accounts.google.com`).
-    pub issuer: String,
-    /// The redirect URIs a code may have been issued for, compared exactly
-    /// (`IDENTITY_GOOGLE_REDIRECT_URIS`, comma-separated). Empty: codes are not accepted.
-    pub redirect_uris: Vec<String>,
-}
-
-impl GoogleConfig {
-    /// Reads the `IDENTITY_GOOGLE_*` variables; `None` when no client id is set.
-    pub(crate) fn from_env(env: &Env<'_>) -> anyhow::Result<Option<Self>> {
-        let Some(client_id) = env.get("IDENTITY_GOOGLE_CLIENT_ID") else {
-            return Ok(None);
-        };
-        let client_id = client_id.trim().to_owned();
-        let client_secret = env.secret("IDENTITY_GOOGLE_CLIENT_SECRET")?;
-        let issuer = env
-            .get("IDENTITY_GOOGLE_ISSUER")
-            .unwrap_or_else(|| GOOGLE_ISSUER.to_owned())
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
-        let issuer_url = Url::parse(&issuer)
-            .ok()
-            .filter(|url| url.query().is_none() && url.fragment().is_none())
-            .with_context(|| format!("IDENTITY_GOOGLE_ISSUER={issuer:?} is not a URL"))?;
-        if !secure_or_loopback(&issuer_url) {
-            bail!("IDENTITY_GOOGLE_ISSUER must be an https URL (http only on loopback)");
-        }
-        let redirect_uris: Vec<String> = env
-            .get("IDENTITY_GOOGLE_REDIRECT_URIS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|uri| !uri.is_empty())
-            .map(str::to_owned)
-            .collect();
-        for uri in &redirect_uris {
-            if Url::parse(uri).is_err() {
-                bail!("IDENTITY_GOOGLE_REDIRECT_URIS: {uri:?} is not a URL");
-            }
-        }
-        if !redirect_uris.is_empty() && client_secret.is_none() {
-            bail!(
-                "IDENTITY_GOOGLE_REDIRECT_URIS is set but IDENTITY_GOOGLE_CLIENT_SECRET is not: \
-                 exchanging authorization codes needs the client secret"
-            );
-        }
-        Ok(Some(Self {
-            client_id,
-            client_secret,
-            issuer,
-            redirect_uris,
-        }))
+/// The `iss` values accepted: the issuer, and for Google also its bare form. Another issuer (the
+/// test provider) is accepted only exactly.
+fn accepted_issuers(issuer: &str) -> HashSet<String> {
+    let mut issuers = HashSet::from([issuer.to_owned()]);
+    if issuer == GOOGLE_ISSUER {
+        issuers.insert(GOOGLE_BARE_ISSUER.to_owned());
     }
-
-    /// The `iss` values accepted: the issuer, and for Google also its bare form.
-    fn accepts_issuer(&self, iss: &str) -> bool {
-        iss == self.issuer || (self.issuer == GOOGLE_ISSUER && iss == GOOGLE_BARE_ISSUER)
-    }
-}
-
-/// https anywhere; http only to a loopback host (the test provider).
-fn secure_or_loopback(url: &Url) -> bool {
-    match url.scheme() {
-        "https" => true,
-        "http" => match url.host_str() {
-            Some("localhost") => true,
-            Some(host) => host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback()),
-            None => false,
-        },
-        _ => false,
-    }
+    issuers
 }
 
 /// The person Google vouched for. `email_verified` is always true here: an unverified email is
@@ -144,25 +52,6 @@ pub struct GoogleIdentity {
     pub name: Option<String>,
 }
 
-/// Which check refused a credential. Only for logs and tests: the caller gets one reason,
-/// `GOOGLE_CREDENTIAL_INVALID`, whatever the check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// Not a JWT, too large, unsupported algorithm, no `kid`, or claims missing.
-    Malformed,
-    /// Signed by a key the provider does not publish.
-    UnknownKey,
-    Signature,
-    Issuer,
-    Audience,
-    Expired,
-    /// Issued in the future, or not valid yet.
-    NotYetValid,
-    Nonce,
-    /// The token endpoint refused the code (unknown, used, expired, or wrong PKCE verifier).
-    CodeRefused,
-}
-
 /// Why a Google credential was not accepted. Never carries the credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum GoogleError {
@@ -174,6 +63,16 @@ pub enum GoogleError {
     Unavailable,
     #[error("the redirect_uri is not configured")]
     RedirectUriNotAllowed,
+}
+
+impl From<OidcError> for GoogleError {
+    fn from(error: OidcError) -> Self {
+        match error {
+            OidcError::CredentialInvalid(why) => GoogleError::CredentialInvalid(why),
+            OidcError::Unavailable => GoogleError::Unavailable,
+            OidcError::RedirectUriNotAllowed => GoogleError::RedirectUriNotAllowed,
+        }
+    }
 }
 
 impl From<GoogleError> for DomainError {
@@ -199,102 +98,15 @@ impl From<GoogleError> for DomainError {
     }
 }
 
-/// The parts of the discovery document we use.
-#[derive(Debug, Clone, Deserialize)]
-struct Discovery {
-    issuer: String,
-    jwks_uri: String,
-    token_endpoint: String,
-}
-
-struct VerificationKey {
-    alg: Algorithm,
-    key: DecodingKey,
-}
-
-#[derive(Default)]
-struct KeyCache {
-    keys: HashMap<String, Arc<VerificationKey>>,
-    /// When the keys were last fetched successfully.
-    fetched_at: Option<DateTime<Utc>>,
-    /// When the last fetch failed, if it did.
-    failed_at: Option<DateTime<Utc>>,
-}
-
-impl KeyCache {
-    /// `None` when the keys must be fetched; otherwise the answer the cache gives on its own.
-    fn lookup(
-        &self,
-        kid: &str,
-        now: DateTime<Utc>,
-    ) -> Option<Result<Arc<VerificationKey>, GoogleError>> {
-        let within = |at: Option<DateTime<Utc>>, age| at.is_some_and(|at| now - at < age);
-        let fresh = within(self.fetched_at, JWKS_MAX_AGE);
-        match self.keys.get(kid) {
-            Some(key) if fresh => Some(Ok(key.clone())),
-            // A fetch failed moments ago: answer from what we have rather than wait on the
-            // provider again at every login.
-            key if within(self.failed_at, FAILED_FETCH_BACKOFF) => Some(
-                key.cloned()
-                    .ok_or(GoogleError::Unavailable)
-                    .inspect(|_| tracing::debug!("using Google keys past their age")),
-            ),
-            None if within(self.fetched_at, JWKS_REFETCH_INTERVAL) => {
-                Some(Err(GoogleError::CredentialInvalid(Rejection::UnknownKey)))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Verifies Google ID tokens and exchanges authorization codes. One per process: it holds the
-/// discovery document and the key cache, and is shared by every request.
-pub struct GoogleVerifier {
-    config: GoogleConfig,
-    http: reqwest::Client,
-    /// Held while discovery is fetched, so concurrent first logins fetch it once.
-    discovery: Mutex<Option<Arc<Discovery>>>,
-    keys: RwLock<KeyCache>,
-    /// Held while the JWKS is fetched, so concurrent logins fetch it once.
-    fetching: Mutex<()>,
-}
-
-impl fmt::Debug for GoogleVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GoogleVerifier")
-            .field("client_id", &self.config.client_id)
-            .field("issuer", &self.config.issuer)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The ID token claims we read. Everything else is ignored.
+/// The profile claims read from Google's ID tokens, beside those every provider's are checked on.
 #[derive(Deserialize)]
-struct IdTokenClaims {
-    iss: String,
-    aud: Audience,
-    #[serde(default)]
-    azp: Option<String>,
-    sub: String,
-    exp: i64,
-    iat: i64,
-    #[serde(default)]
-    nbf: Option<i64>,
-    #[serde(default)]
-    nonce: Option<String>,
+struct ProfileClaims {
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
     email_verified: Option<Flag>,
     #[serde(default)]
     name: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// `email_verified` is a JSON boolean, but Google has been seen sending the string `"true"`.
@@ -314,135 +126,74 @@ impl Flag {
     }
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    #[serde(default)]
-    id_token: Option<String>,
+/// Verifies Google ID tokens and exchanges authorization codes. One per process: its
+/// [`Provider`] holds the discovery document and the key cache, and is shared by every request.
+pub struct GoogleVerifier {
+    config: GoogleConfig,
+    provider: Provider,
 }
 
-#[derive(Deserialize)]
-struct OAuthError {
-    #[serde(default)]
-    error: Option<String>,
+impl fmt::Debug for GoogleVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GoogleVerifier")
+            .field("client_id", &self.config.client_id)
+            .field("issuer", &self.config.issuer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GoogleVerifier {
     /// Builds the HTTP client (rustls with ring and the Mozilla roots). Nothing is fetched until
     /// the first login.
     pub fn new(config: GoogleConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .connect_timeout(HTTP_TIMEOUT)
-            // A redirect could carry the client secret elsewhere; Google's endpoints do not redirect.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("identity/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot build the HTTP client for Google login")?;
-        Ok(Self {
-            config,
-            http,
-            discovery: Mutex::new(None),
-            keys: RwLock::new(KeyCache::default()),
-            fetching: Mutex::new(()),
-        })
+        let provider = Provider::new(ProviderConfig {
+            names: NAMES,
+            issuer: config.issuer.clone(),
+            accepted_issuers: accepted_issuers(&config.issuer),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            redirect_uris: config.redirect_uris.clone(),
+        })?;
+        Ok(Self { config, provider })
     }
 
     pub fn config(&self) -> &GoogleConfig {
         &self.config
     }
 
-    /// Verifies an ID token: signature by a key the provider publishes, issuer, audience (our client
-    /// id, and `azp` when there are several audiences), expiry and issue time against `now` (with a
-    /// minute of leeway), the nonce (compared in constant time), and a verified email.
+    /// Verifies an ID token as any OpenID provider's ([`Provider::verify_id_token`]: signature by a
+    /// key Google publishes, issuer in either of Google's forms, audience, expiry and issue time
+    /// against `now`, the nonce), then that it names an email Google verified. The email is
+    /// checked last, so [`GoogleError::EmailNotVerified`] is only told about tokens otherwise valid.
     pub async fn verify_id_token(
         &self,
         id_token: &str,
         expected_nonce: &str,
         now: DateTime<Utc>,
     ) -> Result<GoogleIdentity, GoogleError> {
-        use GoogleError::CredentialInvalid as Invalid;
-        if id_token.len() > MAX_TOKEN_BYTES {
-            return Err(Invalid(Rejection::Malformed));
-        }
-        let header =
-            jsonwebtoken::decode_header(id_token).map_err(|_| Invalid(Rejection::Malformed))?;
-        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(Invalid(Rejection::Malformed));
-        }
-        let kid = header.kid.ok_or(Invalid(Rejection::Malformed))?;
-        let key = self.key(&kid, now).await?;
-        if key.alg != header.alg {
-            return Err(Invalid(Rejection::Signature));
-        }
-
-        // The library checks the signature only; every claim is checked below against `now`.
-        let mut validation = Validation::new(key.alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let claims = jsonwebtoken::decode::<IdTokenClaims>(id_token, &key.key, &validation)
-            .map_err(|error| match error.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => Invalid(Rejection::Signature),
-                _ => Invalid(Rejection::Malformed),
-            })?
-            .claims;
-
-        if !self.config.accepts_issuer(&claims.iss) {
-            return Err(Invalid(Rejection::Issuer));
-        }
-        let client_id = self.config.client_id.as_str();
-        let audience_ok = match &claims.aud {
-            Audience::One(aud) => aud == client_id,
-            Audience::Many(auds) => {
-                // Several audiences: the token must have been issued to us (OIDC Core 3.1.3.7).
-                // With one audience `azp` may name another of our clients (Google's cross-client
-                // sign-in, e.g. an Android app), so it is not checked then.
-                auds.iter().any(|aud| aud == client_id) && claims.azp.as_deref() == Some(client_id)
-            }
-        };
-        if !audience_ok {
-            return Err(Invalid(Rejection::Audience));
-        }
-        let now_s = now.timestamp();
-        if claims.exp + LEEWAY_SECONDS <= now_s {
-            return Err(Invalid(Rejection::Expired));
-        }
-        if claims.iat - LEEWAY_SECONDS > now_s
-            || claims.nbf.is_some_and(|nbf| nbf - LEEWAY_SECONDS > now_s)
-        {
-            return Err(Invalid(Rejection::NotYetValid));
-        }
-        let nonce_ok = match claims.nonce.as_deref() {
-            Some(nonce) if !expected_nonce.is_empty() => {
-                bool::from(nonce.as_bytes().ct_eq(expected_nonce.as_bytes()))
-            }
-            _ => false,
-        };
-        if !nonce_ok {
-            return Err(Invalid(Rejection::Nonce));
-        }
+        let token = self
+            .provider
+            .verify_id_token::<ProfileClaims>(id_token, expected_nonce, now)
+            .await?;
+        let claims = token.claims;
         let email = match claims.email {
             Some(email) if !email.is_empty() => email,
-            _ => return Err(Invalid(Rejection::Malformed)),
+            _ => return Err(GoogleError::CredentialInvalid(Rejection::Malformed)),
         };
-        if claims.sub.is_empty() {
-            return Err(Invalid(Rejection::Malformed));
-        }
         if !claims.email_verified.as_ref().is_some_and(Flag::is_true) {
             return Err(GoogleError::EmailNotVerified);
         }
         Ok(GoogleIdentity {
-            subject: claims.sub,
+            subject: token.subject,
             email,
             email_verified: true,
             name: claims.name.filter(|name| !name.is_empty()),
         })
     }
 
-    /// Exchanges an authorization code (with its PKCE verifier) for the ID token, at the token
-    /// endpoint, authenticating with the client secret (`client_secret_post`). The redirect URI must
-    /// be one configured; it is checked before anything is sent. Verify the result with
+    /// Exchanges an authorization code (with its PKCE verifier) for the ID token at Google's token
+    /// endpoint ([`Provider::exchange_code`]: `client_secret_post`, and only for a configured
+    /// redirect URI, checked before anything is sent). Verify the result with
     /// [`Self::verify_id_token`].
     pub async fn exchange_code(
         &self,
@@ -450,330 +201,27 @@ impl GoogleVerifier {
         code_verifier: &str,
         redirect_uri: &str,
     ) -> Result<String, GoogleError> {
-        if !self
-            .config
-            .redirect_uris
-            .iter()
-            .any(|uri| uri == redirect_uri)
-        {
-            return Err(GoogleError::RedirectUriNotAllowed);
-        }
-        let Some(secret) = &self.config.client_secret else {
-            // The configuration refuses redirect URIs without a secret.
-            return Err(GoogleError::RedirectUriNotAllowed);
-        };
-        let discovery = self.discovery().await?;
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("code_verifier", code_verifier),
-            ("redirect_uri", redirect_uri),
-            ("client_id", self.config.client_id.as_str()),
-            ("client_secret", secret.expose()),
-        ];
-        let response = self
-            .http
-            .post(&discovery.token_endpoint)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|error| unavailable("token endpoint", &error))?;
-        let status = response.status();
-        let body = read_body(response)
-            .await
-            .map_err(|error| unavailable("token endpoint", &*error))?;
-        if status.is_client_error() {
-            // `error` is an OAuth error code (invalid_grant, invalid_client...): safe to log.
-            let code = serde_json::from_slice::<OAuthError>(&body)
-                .ok()
-                .and_then(|e| e.error)
-                .unwrap_or_default();
-            if code == "invalid_client" {
-                tracing::error!(
-                    status = status.as_u16(),
-                    "Google refused our client credentials: check IDENTITY_GOOGLE_CLIENT_ID and \
-                     IDENTITY_GOOGLE_CLIENT_SECRET"
-                );
-            } else {
-                tracing::info!(status = status.as_u16(), error = %code, "Google refused an authorization code");
-            }
-            return Err(GoogleError::CredentialInvalid(Rejection::CodeRefused));
-        }
-        if !status.is_success() {
-            tracing::warn!(
-                status = status.as_u16(),
-                "the Google token endpoint answered with an error"
-            );
-            return Err(GoogleError::Unavailable);
-        }
-        let token = serde_json::from_slice::<TokenResponse>(&body).map_err(|_| {
-            tracing::warn!("the Google token endpoint answered something else than a token");
-            GoogleError::Unavailable
-        })?;
-        // No ID token: the authorization was not an OpenID one (no `openid` scope).
-        token
-            .id_token
-            .filter(|token| !token.is_empty())
-            .ok_or(GoogleError::CredentialInvalid(Rejection::Malformed))
+        Ok(self
+            .provider
+            .exchange_code(code, code_verifier, redirect_uri)
+            .await?)
     }
-
-    /// The discovery document, fetched on first use and kept. A failed fetch is not kept, so the
-    /// next login tries again.
-    async fn discovery(&self) -> Result<Arc<Discovery>, GoogleError> {
-        let mut cached = self.discovery.lock().await;
-        if let Some(discovery) = cached.as_ref() {
-            return Ok(discovery.clone());
-        }
-        let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
-        let body = self
-            .get(&url)
-            .await
-            .map_err(|error| unavailable("discovery", &*error))?;
-        let discovery: Discovery = serde_json::from_slice(&body).map_err(|error| {
-            tracing::warn!(%url, %error, "the OpenID discovery document is not usable");
-            GoogleError::Unavailable
-        })?;
-        // OpenID Discovery 4.3: the document must name the issuer it was fetched from.
-        if discovery.issuer.trim_end_matches('/') != self.config.issuer {
-            tracing::error!(
-                configured = %self.config.issuer,
-                discovered = %discovery.issuer,
-                "the OpenID discovery document names another issuer: check IDENTITY_GOOGLE_ISSUER"
-            );
-            return Err(GoogleError::Unavailable);
-        }
-        for endpoint in [&discovery.jwks_uri, &discovery.token_endpoint] {
-            if !Url::parse(endpoint).is_ok_and(|url| secure_or_loopback(&url)) {
-                tracing::error!(%endpoint, "the OpenID discovery document names an endpoint that is not https");
-                return Err(GoogleError::Unavailable);
-            }
-        }
-        let discovery = Arc::new(discovery);
-        *cached = Some(discovery.clone());
-        Ok(discovery)
-    }
-
-    /// The key `kid`, from the cache while it is fresh; otherwise, or for a `kid` we do not know
-    /// yet (a rotation), from a new fetch of the JWKS, paced by [`JWKS_REFETCH_INTERVAL`].
-    async fn key(
-        &self,
-        kid: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Arc<VerificationKey>, GoogleError> {
-        if let Some(answer) = self.keys.read().await.lookup(kid, now) {
-            return answer;
-        }
-        let _fetching = self.fetching.lock().await;
-        // Another login may have fetched while we waited.
-        if let Some(answer) = self.keys.read().await.lookup(kid, now) {
-            return answer;
-        }
-        let fetched = self.fetch_keys().await;
-        let mut cache = self.keys.write().await;
-        match fetched {
-            Ok(keys) => {
-                cache.keys = keys;
-                cache.fetched_at = Some(now);
-                cache.failed_at = None;
-                cache
-                    .keys
-                    .get(kid)
-                    .cloned()
-                    .ok_or(GoogleError::CredentialInvalid(Rejection::UnknownKey))
-            }
-            Err(error) => {
-                cache.failed_at = Some(now);
-                // The endpoints may have moved: discover them again next time.
-                *self.discovery.lock().await = None;
-                match cache.keys.get(kid) {
-                    Some(key) => {
-                        tracing::warn!(
-                            "Google's keys could not be refreshed; using the cached ones"
-                        );
-                        Ok(key.clone())
-                    }
-                    None => Err(error),
-                }
-            }
-        }
-    }
-
-    /// Fetches the JWKS and keeps the signing keys we can use: RSA for RS256, P-256 for ES256.
-    async fn fetch_keys(&self) -> Result<HashMap<String, Arc<VerificationKey>>, GoogleError> {
-        #[derive(Deserialize)]
-        struct JwkSet {
-            keys: Vec<serde_json::Value>,
-        }
-        let discovery = self.discovery().await?;
-        let body = self
-            .get(&discovery.jwks_uri)
-            .await
-            .map_err(|error| unavailable("JWKS", &*error))?;
-        let set: JwkSet = serde_json::from_slice(&body).map_err(|error| {
-            tracing::warn!(%error, "the provider's JWKS is not a JWK set");
-            GoogleError::Unavailable
-        })?;
-        let keys: HashMap<_, _> = set
-            .keys
-            .into_iter()
-            // A key of a type we do not know is skipped, not an error for the whole set.
-            .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
-            .filter_map(|jwk| {
-                let (kid, key) = verification_key(&jwk)?;
-                Some((kid, Arc::new(key)))
-            })
-            .collect();
-        if keys.is_empty() {
-            tracing::warn!("the provider's JWKS has no RS256 or ES256 signing key");
-            return Err(GoogleError::Unavailable);
-        }
-        Ok(keys)
-    }
-
-    async fn get(&self, url: &str) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
-        let response = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("HTTP {status} from {url}").into());
-        }
-        read_body(response).await
-    }
-}
-
-/// A key of the JWKS we can verify with, under its `kid`.
-fn verification_key(jwk: &Jwk) -> Option<(String, VerificationKey)> {
-    let common = &jwk.common;
-    let kid = common.key_id.clone()?;
-    if common
-        .public_key_use
-        .as_ref()
-        .is_some_and(|usage| *usage != PublicKeyUse::Signature)
-    {
-        return None;
-    }
-    let alg = match (&jwk.algorithm, common.key_algorithm) {
-        (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
-        (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
-            if ec.curve == EllipticCurve::P256 =>
-        {
-            Algorithm::ES256
-        }
-        _ => return None,
-    };
-    let key = DecodingKey::from_jwk(jwk).ok()?;
-    Some((kid, VerificationKey { alg, key }))
-}
-
-/// Reads a response body of at most [`MAX_BODY_BYTES`].
-async fn read_body(
-    mut response: reqwest::Response,
-) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err("response body too large".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// Logs why the provider could not be used (reqwest's errors name the URL, never a form body)
-/// and answers `Unavailable`.
-fn unavailable(what: &str, error: &(dyn std::error::Error + 'static)) -> GoogleError {
-    let mut cause = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        cause.push_str(": ");
-        cause.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    tracing::warn!(%cause, "Google login: the {what} request failed");
-    GoogleError::Unavailable
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-    use crate::config::Config;
-
-    fn google(vars: &[(&str, &str)]) -> anyhow::Result<Option<GoogleConfig>> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|key| map.get(key).cloned()).map(|config| config.google)
-    }
-
-    #[test]
-    fn google_login_is_off_without_a_client_id() {
-        assert_eq!(google(&[]).ok().flatten(), None);
-    }
-
-    #[test]
-    fn config_reads_the_client_the_issuer_and_the_redirect_uris() {
-        let config = google(&[
-            (
-                "IDENTITY_GOOGLE_CLIENT_ID",
-                "client.apps.googleusercontent.com",
-            ),
-            ("IDENTITY_GOOGLE_CLIENT_SECRET", "hunter2"),
-            (
-                "IDENTITY_GOOGLE_REDIRECT_URIS",
-                "https://app.example.com/cb , https://admin.example.com/cb,",
-            ),
-        ])
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| unreachable!());
-        assert_eq!(config.issuer, GOOGLE_ISSUER);
-        assert_eq!(
-            config.redirect_uris,
-            ["https://app.example.com/cb", "https://admin.example.com/cb"]
-        );
-        assert_eq!(
-            config.client_secret.as_ref().map(Secret::expose),
-            Some("hunter2")
-        );
-        assert!(!format!("{config:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn config_refuses_what_cannot_work() {
-        let id = ("IDENTITY_GOOGLE_CLIENT_ID", "client");
-        // Codes cannot be exchanged without the secret.
-        assert!(google(&[id, ("IDENTITY_GOOGLE_REDIRECT_URIS", "https://a/cb")]).is_err());
-        // Keys fetched over plain http could be anyone's, except on loopback.
-        assert!(google(&[id, ("IDENTITY_GOOGLE_ISSUER", "http://idp.example.com")]).is_err());
-        assert!(google(&[id, ("IDENTITY_GOOGLE_ISSUER", "http://127.0.0.1:8080/")]).is_ok());
-        assert!(google(&[id, ("IDENTITY_GOOGLE_ISSUER", "not a url")]).is_err());
-        // An ID-token-only setup needs no secret.
-        assert!(google(&[id]).is_ok());
-    }
 
     #[test]
     fn google_issuer_is_accepted_in_both_forms_and_others_only_exactly() {
-        let mut config = GoogleConfig {
-            client_id: "c".into(),
-            client_secret: None,
-            issuer: GOOGLE_ISSUER.into(),
-            redirect_uris: vec![],
-        };
-        assert!(config.accepts_issuer("https://accounts.google.com"));
-        assert!(config.accepts_issuer("accounts.google.com"));
-        assert!(!config.accepts_issuer("https://accounts.google.com.evil.example"));
-        config.issuer = "http://127.0.0.1:4000".into();
-        assert!(config.accepts_issuer("http://127.0.0.1:4000"));
-        assert!(!config.accepts_issuer("127.0.0.1:4000"));
-        assert!(!config.accepts_issuer("accounts.google.com"));
+        let google = accepted_issuers(GOOGLE_ISSUER);
+        assert!(google.contains("https://accounts.google.com"));
+        assert!(google.contains("accounts.google.com"));
+        assert!(!google.contains("https://accounts.google.com.evil.example"));
+        let other = accepted_issuers("http://127.0.0.1:4000");
+        assert!(other.contains("http://127.0.0.1:4000"));
+        assert!(!other.contains("127.0.0.1:4000"));
+        assert!(!other.contains("accounts.google.com"));
     }
 
     #[test]
@@ -806,21 +254,19 @@ mod tests {
     }
 
     #[test]
-    fn only_signing_keys_of_the_two_algorithms_are_kept() {
-        let jwk = |json: serde_json::Value| serde_json::from_value::<Jwk>(json).ok();
-        let rsa = serde_json::json!({"kty": "RSA", "kid": "r", "n": "AQAB", "e": "AQAB"});
-        let mut encryption = rsa.clone();
-        encryption["use"] = "enc".into();
-        let hmac = serde_json::json!({"kty": "oct", "kid": "h", "k": "c2VjcmV0"});
-        let p384 =
-            serde_json::json!({"kty": "EC", "kid": "e", "crv": "P-384", "x": "AQAB", "y": "AQAB"});
-        assert!(
-            jwk(rsa)
-                .and_then(|k| verification_key(&k))
-                .is_some_and(|(_, key)| key.alg == Algorithm::RS256)
-        );
-        assert!(jwk(encryption).and_then(|k| verification_key(&k)).is_none());
-        assert!(jwk(hmac).and_then(|k| verification_key(&k)).is_none());
-        assert!(jwk(p384).and_then(|k| verification_key(&k)).is_none());
+    fn provider_errors_become_the_google_errors_of_the_same_meaning() {
+        for (from, to) in [
+            (
+                OidcError::CredentialInvalid(Rejection::UnknownKey),
+                GoogleError::CredentialInvalid(Rejection::UnknownKey),
+            ),
+            (OidcError::Unavailable, GoogleError::Unavailable),
+            (
+                OidcError::RedirectUriNotAllowed,
+                GoogleError::RedirectUriNotAllowed,
+            ),
+        ] {
+            assert_eq!(GoogleError::from(from), to);
+        }
     }
 }

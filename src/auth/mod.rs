@@ -1,8 +1,10 @@
-//! Credentials: access-token keys, service tokens, and the secrets behind them.
+//! Credentials: access-token keys, service tokens, the secrets behind them, and the identity
+//! providers people log in with (`oidc` for any OpenID provider, `google` on top of it).
 
 pub mod authenticator;
 pub mod google;
 pub mod keys;
+pub mod oidc;
 pub mod password;
 pub mod secret_token;
 pub mod service_tokens;
