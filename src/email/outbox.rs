@@ -235,8 +235,7 @@ fn prepare(row: &outbox_email::Model) -> Result<(Email, super::RenderedEmail), S
             e.column()
         ))
     })?;
-    let rendered = email
-        .render(&row.recipient)
+    let rendered = super::templates::render(&email, &row.recipient)
         .map_err(|e| SendError::Permanent(e.to_string()))?;
     Ok((email, rendered))
 }
