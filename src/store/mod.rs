@@ -7,6 +7,7 @@ pub mod entities;
 pub mod groups;
 pub mod idempotency;
 pub mod locks;
+pub mod outbox;
 pub mod pagination;
 pub mod sessions;
 pub mod users;
