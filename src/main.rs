@@ -98,6 +98,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 async fn serve() -> Result<()> {
+    let shutdown = shutdown_signal()?;
     let config = Config::from_env()?;
     let _telemetry = telemetry::init(config.log_format)?;
     let store = open_store(&config).await?;
@@ -113,7 +114,7 @@ async fn serve() -> Result<()> {
     if let (Some(credentials), Some(data_dir)) = (&credentials, &data_dir) {
         println!("{}", bootstrap::banner(addr, credentials, data_dir));
     }
-    server::serve(app, listener, shutdown_signal()).await
+    server::serve(app, listener, shutdown).await
 }
 
 async fn migrate() -> Result<()> {
@@ -126,24 +127,26 @@ async fn migrate() -> Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Listens for SIGTERM and SIGINT (Ctrl-C) from the moment it is called, and resolves on the
+/// first: a signal that arrives while the service is still starting stops it gracefully as soon
+/// as it serves, instead of killing it.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -9,6 +9,7 @@ use crate::auth::secret_token;
 use crate::clock::SharedClock;
 use crate::domain::accounts::{Account, account_not_found};
 use crate::domain::actor::{Actor, MANAGE_USERS, READ_USERS};
+use crate::domain::email::Email;
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::page::{After, ListQuery, Page, PageTokens};
 use crate::domain::roles::Role;
@@ -16,7 +17,6 @@ use crate::domain::users::{
     self as rules, CreateUser, Inviter, Member, MemberChange, MemberFilter, MembershipStatus,
     Person, UserEtag,
 };
-use crate::email::templates::Email;
 use crate::store::accounts::Counter;
 use crate::store::idempotency::Idempotency;
 use crate::store::{Store, Tx};
@@ -72,14 +72,10 @@ pub(super) async fn invite(
         rules::invitation(account.id, person.id, link.token_hash, inviter.user_id, now);
     tx.insert_invitation(&invitation).await?;
     let email = invitation_email(person, &account.name, &inviter.name, link.link);
-    crate::email::outbox::enqueue(
-        tx.connection(),
-        Some(account.id),
-        &person.email,
-        &email,
-        now,
-    )
-    .await?;
+    let id = tx
+        .queue_email(Some(account.id), &person.email, &email, now)
+        .await?;
+    crate::email::outbox::queued(id, &email);
     Ok(())
 }
 

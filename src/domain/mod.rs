@@ -6,6 +6,7 @@ pub mod access;
 pub mod accounts;
 pub mod actor;
 pub mod auth;
+pub mod email;
 pub mod error;
 pub mod groups;
 pub mod page;

@@ -1,4 +1,5 @@
-//! The outbox: `enqueue` inside the caller's transaction; the worker delivers due rows.
+//! The outbox: `enqueue` inside the caller's transaction; the worker delivers due rows. The
+//! queries are `store::outbox`; the lease, the batch, the retry policy, metrics and logs are here.
 //!
 //! Delivery of one row is at-least-once, with a lease:
 //!
@@ -27,31 +28,18 @@ use opentelemetry::{
     metrics::{Counter, ObservableGauge},
 };
 use rand::Rng;
-use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-    sea_query::{LockBehavior, LockType},
-};
+use sea_orm::ConnectionTrait;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::templates::Email;
+use super::templates::{self, Email};
 use super::{Mailer, SendError};
 use crate::clock::{Clock, SharedClock};
-use crate::domain::error::{DomainError, DomainResult};
+use crate::domain::error::DomainResult;
 use crate::store::Store;
-use crate::store::entities::outbox_email;
+use crate::store::outbox::{self as store, ClaimedEmail};
 
-pub mod status {
-    /// Waiting for its first or next attempt (`next_attempt_at`).
-    pub const PENDING: &str = "pending";
-    /// Claimed by a worker until `next_attempt_at` (the lease); due again after it.
-    pub const SENDING: &str = "sending";
-    pub const SENT: &str = "sent";
-    /// Rejected, or retried until the horizon; `last_error` says why.
-    pub const FAILED: &str = "failed";
-}
+pub use crate::store::outbox::status;
 
 /// How long a claim lasts. Longer than a batch of sends can take (`BATCH` x the SES call
 /// timeout), so only a dead worker's claims expire.
@@ -152,82 +140,23 @@ pub async fn enqueue(
     email: &Email,
     now: DateTime<Utc>,
 ) -> DomainResult<Uuid> {
-    let id = Uuid::now_v7();
-    outbox_email::Entity::insert(outbox_email::ActiveModel {
-        id: Set(id),
-        account_id: Set(account_id),
-        kind: Set(email.kind().to_owned()),
-        recipient: Set(to.to_owned()),
-        payload: Set(serde_json::to_string(email).map_err(DomainError::internal)?),
-        status: Set(status::PENDING.to_owned()),
-        attempts: Set(0),
-        next_attempt_at: Set(now),
-        last_error: Set(None),
-        provider_message_id: Set(None),
-        created_at: Set(now),
-        sent_at: Set(None),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    // Counted when written; a caller's rollback afterwards is rare and leaves the count high.
+    let id = store::insert(conn, account_id, to, email, now).await?;
+    queued(id, email);
+    Ok(id)
+}
+
+/// Counts and logs an email the caller queued (`store::Tx::queue_email`). Counted when written;
+/// a caller's rollback afterwards is rare and leaves the count high.
+pub fn queued(id: Uuid, email: &Email) {
     metrics()
         .queued
         .add(1, &[KeyValue::new("kind", email.kind())]);
     tracing::info!(email_id = %id, kind = email.kind(), "email queued");
-    Ok(id)
-}
-
-/// A row this worker holds until `LEASE` ends.
-struct Claim {
-    row: outbox_email::Model,
-    attempt: i32,
-    /// The previous attempt was claimed and never marked: its worker died (or lost the database)
-    /// between send and mark, so the email may already have been delivered once.
-    interrupted: bool,
-}
-
-/// Claims up to `batch` due rows for this worker.
-async fn claim(store: &Store, now: DateTime<Utc>, batch: u64) -> DomainResult<Vec<Claim>> {
-    let txn = store.connection().begin().await?;
-    let due = outbox_email::Entity::find()
-        .filter(outbox_email::Column::Status.is_in([status::PENDING, status::SENDING]))
-        .filter(outbox_email::Column::NextAttemptAt.lte(now))
-        .order_by_asc(outbox_email::Column::NextAttemptAt)
-        .limit(batch)
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-        .all(&txn)
-        .await?;
-    let mut claims = Vec::with_capacity(due.len());
-    for row in due {
-        let attempt = row.attempts + 1;
-        let taken = outbox_email::Entity::update_many()
-            .set(outbox_email::ActiveModel {
-                status: Set(status::SENDING.to_owned()),
-                attempts: Set(attempt),
-                next_attempt_at: Set(now + LEASE),
-                ..Default::default()
-            })
-            .filter(outbox_email::Column::Id.eq(row.id))
-            .filter(outbox_email::Column::Status.eq(row.status.clone()))
-            .filter(outbox_email::Column::Attempts.eq(row.attempts))
-            .exec(&txn)
-            .await?;
-        if taken.rows_affected == 1 {
-            let interrupted = row.status == status::SENDING;
-            claims.push(Claim {
-                row,
-                attempt,
-                interrupted,
-            });
-        }
-    }
-    txn.commit().await?;
-    Ok(claims)
 }
 
 /// The rendered email, or why it can never be sent. Error texts never quote the payload.
-fn prepare(row: &outbox_email::Model) -> Result<(Email, super::RenderedEmail), SendError> {
-    let email: Email = serde_json::from_str(&row.payload).map_err(|e| {
+fn prepare(claim: &ClaimedEmail) -> Result<(&Email, super::RenderedEmail), SendError> {
+    let email = claim.email.as_ref().map_err(|e| {
         SendError::Permanent(format!(
             "unreadable payload ({:?} error at line {} column {})",
             e.classify(),
@@ -235,17 +164,9 @@ fn prepare(row: &outbox_email::Model) -> Result<(Email, super::RenderedEmail), S
             e.column()
         ))
     })?;
-    let rendered = email
-        .render(&row.recipient)
+    let rendered = templates::render(email, &claim.recipient)
         .map_err(|e| SendError::Permanent(e.to_string()))?;
     Ok((email, rendered))
-}
-
-/// The payload kept after the last attempt: links and codes wiped.
-fn scrubbed_payload(email: Option<&Email>) -> String {
-    email
-        .and_then(|email| serde_json::to_string(&email.scrubbed()).ok())
-        .unwrap_or_else(|| "{}".to_owned())
 }
 
 /// Sends one claimed row and records the outcome.
@@ -254,24 +175,22 @@ async fn deliver_one(
     mailer: &dyn Mailer,
     clock: &dyn Clock,
     policy: Policy,
-    claim: Claim,
+    claim: ClaimedEmail,
     report: &mut Delivery,
 ) {
-    let Claim {
-        row,
-        attempt,
-        interrupted,
-    } = claim;
-    let kind = row.kind.as_str();
-    if interrupted {
+    let (id, attempt) = (claim.id, claim.attempt);
+    let kind = claim.kind.as_str();
+    if claim.interrupted {
+        // Its worker died (or lost the database) between send and mark: the email may already
+        // have been delivered once.
         tracing::warn!(
-            email_id = %row.id,
+            email_id = %id,
             kind,
             attempt,
             "the previous attempt ended without a recorded result; sending again"
         );
     }
-    let prepared = prepare(&row);
+    let prepared = prepare(&claim);
     let (email, result) = match prepared {
         Ok((email, rendered)) => {
             let result = mailer.send(&rendered).await;
@@ -280,9 +199,6 @@ async fn deliver_one(
         Err(error) => (None, Err(error)),
     };
     let now = clock.now();
-    let mut update = outbox_email::ActiveModel {
-        ..Default::default()
-    };
     enum Outcome {
         Sent(String),
         Retry(DateTime<Utc>, String),
@@ -294,7 +210,7 @@ async fn deliver_one(
         Err(SendError::Retryable(reason)) => {
             let horizon = chrono::Duration::from_std(policy.retry_horizon)
                 .unwrap_or(chrono::Duration::days(1));
-            let deadline = row.created_at + horizon;
+            let deadline = claim.created_at + horizon;
             if now >= deadline {
                 Outcome::Failed(format!(
                     "gave up after {attempt} attempts in {}s: {reason}",
@@ -308,37 +224,32 @@ async fn deliver_one(
             }
         }
     };
-    match &outcome {
+    // What a sent or failed row keeps of the email: links and codes wiped.
+    let kept = email.map(Email::scrubbed);
+    let marked = match &outcome {
         Outcome::Sent(message_id) => {
-            update.status = Set(status::SENT.to_owned());
-            update.sent_at = Set(Some(now));
-            update.provider_message_id = Set(Some(message_id.clone()));
-            update.payload = Set(scrubbed_payload(email.as_ref()));
-            update.last_error = Set(None);
+            store::mark_sent(
+                store.connection(),
+                id,
+                attempt,
+                message_id,
+                kept.as_ref(),
+                now,
+            )
+            .await
         }
         Outcome::Retry(next, reason) => {
-            update.status = Set(status::PENDING.to_owned());
-            update.next_attempt_at = Set(*next);
-            update.last_error = Set(Some(reason.clone()));
+            store::mark_retry(store.connection(), id, attempt, *next, reason).await
         }
         Outcome::Failed(reason) => {
-            update.status = Set(status::FAILED.to_owned());
-            update.payload = Set(scrubbed_payload(email.as_ref()));
-            update.last_error = Set(Some(reason.clone()));
+            store::mark_failed(store.connection(), id, attempt, reason, kept.as_ref()).await
         }
-    }
-    let marked = outbox_email::Entity::update_many()
-        .set(update)
-        .filter(outbox_email::Column::Id.eq(row.id))
-        .filter(outbox_email::Column::Status.eq(status::SENDING))
-        .filter(outbox_email::Column::Attempts.eq(attempt))
-        .exec(store.connection())
-        .await;
+    };
     match marked {
-        Ok(result) if result.rows_affected == 1 => {}
-        Ok(_) => {
+        Ok(true) => {}
+        Ok(false) => {
             tracing::warn!(
-                email_id = %row.id,
+                email_id = %id,
                 kind,
                 attempt,
                 "the claim expired and was taken over before this attempt was recorded"
@@ -348,7 +259,7 @@ async fn deliver_one(
         Err(error) => {
             // The row stays claimed; after the lease it is sent again (at-least-once).
             tracing::warn!(
-                email_id = %row.id,
+                email_id = %id,
                 kind,
                 attempt,
                 error = %error,
@@ -358,18 +269,18 @@ async fn deliver_one(
         }
     }
     let metrics = metrics();
-    let attributes = [KeyValue::new("kind", row.kind.clone())];
+    let attributes = [KeyValue::new("kind", claim.kind.clone())];
     match outcome {
         Outcome::Sent(message_id) => {
             report.sent += 1;
             metrics.sent.add(1, &attributes);
-            tracing::info!(email_id = %row.id, kind, attempt, message_id = %message_id, "email sent");
+            tracing::info!(email_id = %id, kind, attempt, message_id = %message_id, "email sent");
         }
         Outcome::Retry(next, reason) => {
             report.retried += 1;
             metrics.retried.add(1, &attributes);
             tracing::warn!(
-                email_id = %row.id,
+                email_id = %id,
                 kind,
                 attempt,
                 next_attempt_at = %next,
@@ -380,7 +291,7 @@ async fn deliver_one(
         Outcome::Failed(reason) => {
             report.failed += 1;
             metrics.failed.add(1, &attributes);
-            tracing::error!(email_id = %row.id, kind, attempt, reason = %reason, "email failed");
+            tracing::error!(email_id = %id, kind, attempt, reason = %reason, "email failed");
         }
     }
 }
@@ -393,7 +304,8 @@ pub async fn deliver_due(
     policy: Policy,
     batch: u64,
 ) -> DomainResult<Delivery> {
-    let claims = claim(store, clock.now(), batch).await?;
+    let now = clock.now();
+    let claims = store::claim_due(store.connection(), now, now + LEASE, batch).await?;
     let mut report = Delivery {
         claimed: claims.len(),
         ..Delivery::default()
@@ -406,16 +318,7 @@ pub async fn deliver_due(
 
 /// When the oldest row that is due now (and not delivered) was queued.
 pub async fn oldest_due(store: &Store, now: DateTime<Utc>) -> DomainResult<Option<DateTime<Utc>>> {
-    Ok(outbox_email::Entity::find()
-        .select_only()
-        .column(outbox_email::Column::CreatedAt)
-        .filter(outbox_email::Column::Status.is_in([status::PENDING, status::SENDING]))
-        .filter(outbox_email::Column::NextAttemptAt.lte(now))
-        .order_by_asc(outbox_email::Column::CreatedAt)
-        .limit(1)
-        .into_tuple::<DateTime<Utc>>()
-        .one(store.connection())
-        .await?)
+    store::oldest_due(store.connection(), now).await
 }
 
 /// Delivers due emails every `interval` until `stop` turns true; a pass under way finishes first,

@@ -1,111 +1,54 @@
-//! What each kind of email says. The data is stored in the outbox as JSON; `secret` fields (links
-//! with tokens, codes) are wiped from the row once the email is delivered (or given up on).
+//! What each kind of email says. The data (`domain::email::Email`) is stored in the outbox as
+//! JSON; its secret fields (links with tokens, codes) are wiped from the row once the email is
+//! delivered (or given up on).
 //!
 //! The bodies are Askama templates (`src/email/templates/`), compiled into the binary: a template
 //! that names a missing field or variant fails the build, not a delivery at 3 a.m.
 
 use askama::Template;
-use serde::{Deserialize, Serialize};
 
 use super::RenderedEmail;
+pub use crate::domain::email::Email;
 
-/// The emails this service sends, with their data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Email {
-    /// A new person: set a password through the link.
-    Invitation {
-        account_name: String,
-        inviter: String,
-        link: String,
-        expires_in_days: i64,
-    },
-    /// A person who already has a password was added to another account.
-    AddedToAccount {
-        account_name: String,
-        inviter: String,
-        link: String,
-        expires_in_days: i64,
-    },
-    /// The one-time code of a login (email MFA).
-    MfaCode {
-        code: String,
-        expires_in_minutes: i64,
-    },
-    /// A password reset link.
-    PasswordReset {
-        link: String,
-        expires_in_minutes: i64,
-    },
-    /// The password was changed (or reset): a notice, so a person who did not do it can react.
-    PasswordChanged,
+/// The subject line (plain text: SES encodes it, nothing is escaped).
+fn subject(email: &Email) -> String {
+    match email {
+        Email::Invitation {
+            account_name,
+            inviter,
+            ..
+        } => format!("{inviter} invited you to {account_name}"),
+        Email::AddedToAccount {
+            account_name,
+            inviter,
+            ..
+        } => format!("{inviter} added you to {account_name}"),
+        Email::MfaCode { code, .. } => format!("Your login code: {code}"),
+        Email::PasswordReset { .. } => "Reset your password".to_owned(),
+        Email::PasswordChanged => "Your password was changed".to_owned(),
+    }
 }
 
-impl Email {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Email::Invitation { .. } => "invitation",
-            Email::AddedToAccount { .. } => "added_to_account",
-            Email::MfaCode { .. } => "mfa_code",
-            Email::PasswordReset { .. } => "password_reset",
-            Email::PasswordChanged => "password_changed",
-        }
+/// `email` to `to`: subject, HTML part (every value escaped) and text part, from the templates
+/// in `src/email/templates/`. Fails only if a template cannot be written, which the outbox
+/// records as a permanent failure.
+pub fn render(email: &Email, to: &str) -> Result<RenderedEmail, RenderError> {
+    let subject = subject(email);
+    let html = HtmlBody {
+        email,
+        subject: &subject,
     }
-
-    /// The same email with its secrets removed: what stays in the outbox after delivery.
-    pub fn scrubbed(&self) -> Email {
-        const GONE: &str = "[delivered]";
-        let mut copy = self.clone();
-        match &mut copy {
-            Email::Invitation { link, .. }
-            | Email::AddedToAccount { link, .. }
-            | Email::PasswordReset { link, .. } => *link = GONE.to_owned(),
-            Email::MfaCode { code, .. } => *code = GONE.to_owned(),
-            Email::PasswordChanged => {}
-        }
-        copy
-    }
-
-    /// The subject line (plain text: SES encodes it, nothing is escaped).
-    fn subject(&self) -> String {
-        match self {
-            Email::Invitation {
-                account_name,
-                inviter,
-                ..
-            } => format!("{inviter} invited you to {account_name}"),
-            Email::AddedToAccount {
-                account_name,
-                inviter,
-                ..
-            } => format!("{inviter} added you to {account_name}"),
-            Email::MfaCode { code, .. } => format!("Your login code: {code}"),
-            Email::PasswordReset { .. } => "Reset your password".to_owned(),
-            Email::PasswordChanged => "Your password was changed".to_owned(),
-        }
-    }
-
-    /// The email to `to`: subject, HTML part (every value escaped) and text part, from the
-    /// templates in `src/email/templates/`. Fails only if a template cannot be written, which the
-    /// outbox records as a permanent failure.
-    pub fn render(&self, to: &str) -> Result<RenderedEmail, RenderError> {
-        let subject = self.subject();
-        let html = HtmlBody {
-            email: self,
-            subject: &subject,
-        }
+    .render()
+    .map_err(|e| RenderError(e.to_string()))?;
+    let text = TextBody { email }
         .render()
         .map_err(|e| RenderError(e.to_string()))?;
-        let text = TextBody { email: self }
-            .render()
-            .map_err(|e| RenderError(e.to_string()))?;
-        Ok(RenderedEmail {
-            to: to.to_owned(),
-            subject,
-            text,
-            html,
-        })
-    }
+    Ok(RenderedEmail {
+        to: to.to_owned(),
+        subject,
+        text,
+        html,
+    })
 }
 
 /// A template could not be rendered (a bug, never the recipient's fault).
@@ -133,9 +76,7 @@ mod tests {
     use super::*;
 
     fn render(email: &Email) -> RenderedEmail {
-        email
-            .render("new@acme.test")
-            .unwrap_or_else(|e| unreachable!("{e}"))
+        super::render(email, "new@acme.test").unwrap_or_else(|e| unreachable!("{e}"))
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod entities;
 pub mod groups;
 pub mod idempotency;
+pub mod outbox;
 pub mod pagination;
 mod select;
 pub mod sessions;
@@ -44,11 +45,6 @@ impl Tx {
     }
 
     fn conn(&self) -> &DatabaseTransaction {
-        &self.txn
-    }
-
-    /// The transaction, for parts of the service that keep their own queries (the outbox).
-    pub fn connection(&self) -> &DatabaseTransaction {
         &self.txn
     }
 }

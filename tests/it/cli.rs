@@ -30,16 +30,60 @@ fn grpcurl() -> PathBuf {
     PathBuf::from("grpcurl")
 }
 
+/// The end of the banner the embedded mode prints after `listening` (`bootstrap::banner`): the
+/// bootstrap administrator's command.
+fn ends_the_banner(line: &str) -> bool {
+    line.trim_start().starts_with("grpcurl ")
+        && line
+            .trim_end()
+            .ends_with(" identity.v1.AccountService/GetAccount")
+}
+
+/// Waits until the server at `addr` answers its health check with SERVING. The process handles
+/// SIGTERM only once it serves (its signal handler is installed there); a SIGTERM between the
+/// banner and that point would kill it without a graceful stop.
+async fn wait_until_serving(addr: &str) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let mut health = HealthClient::new(channel);
+    let started = tokio::time::Instant::now();
+    loop {
+        let answer = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        if let Ok(response) = &answer
+            && response.get_ref().status == ServingStatus::Serving as i32
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server at {addr} is not SERVING 30 s after its banner: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A running `identity serve` process and what it printed.
 pub struct Running {
     child: Child,
+    /// Stdout up to the end of the start-up banner.
     pub stdout: Vec<String>,
     pub addr: String,
+    /// The rest of stdout, read until the process closes it.
+    rest: tokio::task::JoinHandle<Vec<String>>,
     stderr: tokio::task::JoinHandle<String>,
 }
 
 impl Running {
-    /// Starts the binary with `env` and waits until it logs its address.
+    /// Starts the binary (embedded mode) with `env` and waits until it logs its address, has
+    /// printed its banner and answers as SERVING.
     pub async fn start(env: &[(&str, String)]) -> Self {
         let mut child = Command::new(binary())
             .arg("serve")
@@ -68,17 +112,31 @@ impl Running {
         })
         .await
         .expect("the server did not start within 30 s");
-        // Keep reading the rest of stdout (the banner follows) in the background.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = out.next_line().await {
-                let _ = tx.send(line);
+        // The banner follows the `listening` line.
+        let banner = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = out.next_line().await.unwrap() {
+                let last = ends_the_banner(&line);
+                stdout.push(line);
+                if last {
+                    return true;
+                }
             }
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        while let Ok(line) = rx.try_recv() {
-            stdout.push(line);
+            false
+        })
+        .await;
+        match banner {
+            Ok(true) => {}
+            Ok(false) => panic!("the server exited before the end of its banner: {stdout:#?}"),
+            Err(_) => panic!("the banner did not end within 30 s after listening: {stdout:#?}"),
         }
+        // Keep reading stdout, so the process never blocks on a full pipe.
+        let rest = tokio::spawn(async move {
+            let mut rest = Vec::new();
+            while let Ok(Some(line)) = out.next_line().await {
+                rest.push(line);
+            }
+            rest
+        });
         let stderr = tokio::spawn(async move {
             let mut all = String::new();
             while let Ok(Some(line)) = err.next_line().await {
@@ -87,10 +145,12 @@ impl Running {
             }
             all
         });
+        wait_until_serving(&addr).await;
         Self {
             child,
             stdout,
             addr,
+            rest,
             stderr,
         }
     }
@@ -107,9 +167,10 @@ impl Running {
             .await
             .expect("the server did not stop within 30 s after SIGTERM")
             .unwrap();
+        let rest = self.rest.await.unwrap();
         let stderr = self.stderr.await.unwrap();
         assert!(exit.success(), "exit {exit:?}; stderr: {stderr}");
-        format!("{}\n{stderr}", self.stdout.join("\n"))
+        format!("{}\n{}\n{stderr}", self.stdout.join("\n"), rest.join("\n"))
     }
 }
 

@@ -210,6 +210,32 @@ async fn start(moto: &Moto) -> TestServer {
     TestServer::start_on(Arc::new(TestDb::new().await), ses(moto)).await
 }
 
+/// A server whose own worker stays idle (its first pass would come after an hour): the test
+/// delivers with `deliver`, so nothing races its passes.
+async fn start_idle(moto: &Moto) -> TestServer {
+    let ses = ses(moto);
+    TestServer::start_on(Arc::new(TestDb::new().await), move |config: &mut Config| {
+        ses(config);
+        config.outbox_interval = Duration::from_secs(3600);
+    })
+    .await
+}
+
+/// One delivery pass, as the server's worker runs it: its store, mailer, clock and policy.
+async fn deliver(server: &TestServer) -> outbox::Delivery {
+    outbox::deliver_due(
+        &server.app.store,
+        server.app.mailer.as_ref(),
+        server.app.clock.as_ref(),
+        outbox::Policy {
+            retry_horizon: server.app.config.email.retry_horizon,
+        },
+        outbox::BATCH,
+    )
+    .await
+    .unwrap()
+}
+
 /// Every outbox row, oldest first.
 async fn outbox_rows(server: &TestServer) -> Vec<outbox_email::Model> {
     use sea_orm::QueryOrder;
@@ -398,7 +424,7 @@ async fn emails_wait_while_ses_is_down_and_each_arrives_once_after() {
 #[tokio::test]
 async fn a_rejected_recipient_is_failed_after_one_attempt_with_the_reason() {
     let moto = Moto::start().await;
-    let server = start(&moto).await;
+    let server = start_idle(&moto).await;
     // SES (and the emulator) refuses an address without a domain. The API never accepts one, so
     // it is queued directly, as a stale or imported address would be.
     let secret = "https://app.example.com/reset?token=SECRET";
@@ -415,8 +441,18 @@ async fn a_rejected_recipient_is_failed_after_one_attempt_with_the_reason() {
     .await
     .unwrap();
 
-    let rows = wait_rows(&server, "failed", |row| row.status == "failed").await;
+    assert_eq!(
+        deliver(&server).await,
+        outbox::Delivery {
+            claimed: 1,
+            failed: 1,
+            ..Default::default()
+        }
+    );
+    let rows = outbox_rows(&server).await;
+    assert_eq!(rows.len(), 1);
     let row = &rows[0];
+    assert_eq!(row.status, "failed");
     assert_eq!(row.attempts, 1);
     let reason = row.last_error.as_deref().unwrap_or_default();
     assert!(reason.contains("Missing domain"), "{reason}");
@@ -425,8 +461,9 @@ async fn a_rejected_recipient_is_failed_after_one_attempt_with_the_reason() {
 
     // Not retried: time passes, nothing changes.
     server.clock.advance(chrono::Duration::hours(2));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(deliver(&server).await, outbox::Delivery::default());
     assert_eq!(outbox_rows(&server).await, rows);
+    assert!(moto.messages().await.is_empty());
 }
 
 #[tokio::test]
@@ -458,7 +495,7 @@ async fn a_rejected_message_is_failed_after_one_attempt_with_the_reason() {
 async fn a_claim_left_by_a_dead_worker_is_sent_again_after_its_lease() {
     use sea_orm::{ActiveValue::Set, TransactionTrait};
     let moto = Moto::start().await;
-    let server = start(&moto).await;
+    let server = start_idle(&moto).await;
     // A worker claimed this row and died before recording the result (whether SES got the
     // email is unknown): the row is `sending`, attempt 1, its lease running.
     let now = server.clock.now_utc();
@@ -487,16 +524,29 @@ async fn a_claim_left_by_a_dead_worker_is_sent_again_after_its_lease() {
     .unwrap();
     txn.commit().await.unwrap();
 
-    // While the lease runs, no other worker touches it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(outbox_rows(&server).await[0].status, "sending");
+    // While the lease runs, no other worker touches it, up to its last second.
+    let claimed = outbox_rows(&server).await;
+    assert_eq!(claimed[0].status, "sending");
+    server
+        .clock
+        .advance(outbox::LEASE - chrono::Duration::seconds(1));
+    assert_eq!(deliver(&server).await, outbox::Delivery::default());
+    assert_eq!(outbox_rows(&server).await, claimed);
     assert!(moto.messages().await.is_empty());
 
     // After it, the email is sent again, as attempt 2, once.
-    server
-        .clock
-        .advance(outbox::LEASE + chrono::Duration::seconds(1));
-    let rows = wait_rows(&server, "sent", |row| row.status == "sent").await;
+    server.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(
+        deliver(&server).await,
+        outbox::Delivery {
+            claimed: 1,
+            sent: 1,
+            ..Default::default()
+        }
+    );
+    let rows = outbox_rows(&server).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "sent");
     assert_eq!(rows[0].attempts, 2);
     let messages = moto.messages_to("crash@acme.test").await;
     assert_eq!(messages.len(), 1);
