@@ -39,9 +39,8 @@ fn ends_the_banner(line: &str) -> bool {
             .ends_with(" identity.v1.AccountService/GetAccount")
 }
 
-/// Waits until the server at `addr` answers its health check with SERVING. The process handles
-/// SIGTERM only once it serves (its signal handler is installed there); a SIGTERM between the
-/// banner and that point would kill it without a graceful stop.
+/// Waits until the server at `addr` answers its health check with SERVING, so a test that stops
+/// it sees a stop from serving, not from starting.
 async fn wait_until_serving(addr: &str) {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -82,8 +81,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts the binary (embedded mode) with `env` and waits until it logs its address, has
-    /// printed its banner and answers as SERVING.
+    /// Starts the binary with `env` and waits until it logs its address, has printed its banner
+    /// (embedded mode) and answers as SERVING.
     pub async fn start(env: &[(&str, String)]) -> Self {
         let mut child = Command::new(binary())
             .arg("serve")
@@ -112,8 +111,12 @@ impl Running {
         })
         .await
         .expect("the server did not start within 30 s");
-        // The banner follows the `listening` line.
+        // In embedded mode the banner follows the `listening` line; production mode prints none.
+        let embedded = !env.iter().any(|(k, _)| *k == "IDENTITY_DATABASE_URL");
         let banner = tokio::time::timeout(Duration::from_secs(30), async {
+            if !embedded {
+                return true;
+            }
             while let Some(line) = out.next_line().await.unwrap() {
                 let last = ends_the_banner(&line);
                 stdout.push(line);
