@@ -20,7 +20,10 @@ use crate::domain::auth::{
     ActiveMembership, CODE_ATTEMPTS, CODE_RESENDS, CODE_TTL, Challenge, Client, EmailChallenge,
     GoogleCredential, InvitationView, IssuedSession, LoginOutcome, NewSession, RESEND_INTERVAL,
     RESET_INTERVAL, RESET_TTL, RefreshRefusal, SELECTION_TTL, Selection, Session,
-    challenge_expired, invalid_credentials, invitation_invalid, session_revoked, throttled,
+    invalid_credentials, session_revoked,
+};
+use crate::domain::auth::{
+    challenge::challenge_expired, links::invitation_invalid, login::throttled,
 };
 use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::page::{After, ListQuery, Page, PageTokens};
@@ -97,10 +100,12 @@ impl Auth {
     /// failures. (`login` counts its attempt in its first statement and forgets the failures
     /// in the session's own statement instead.)
     async fn checked_password(&self, person: &Person, password: &Password) -> DomainResult<bool> {
+        let now = self.clock.now();
         if let Some(wait) = self
             .store
-            .reserve_login_attempt(person.id, self.clock.now())
+            .reserve_login_attempt(person.id, now)
             .await?
+            .wait(now)
         {
             return Err(throttled(wait));
         }
@@ -139,17 +144,14 @@ impl Auth {
         account_id: Option<Uuid>,
         client: Client,
     ) -> DomainResult<LoginOutcome> {
-        let Some(start) = self
-            .store
-            .start_password_login(email_key, self.clock.now())
-            .await?
-        else {
+        let now = self.clock.now();
+        let Some(start) = self.store.start_password_login(email_key, now).await? else {
             // Unknown email, or a person active nowhere: the same work as a wrong password,
             // the same answer.
             self.hasher.verify(&password, None).await?;
             return Err(invalid_credentials());
         };
-        if let Some(wait) = start.wait {
+        if let Some(wait) = start.attempt.wait(now) {
             return Err(throttled(wait));
         }
         let (person, accounts) = (start.person, start.accounts);

@@ -22,7 +22,7 @@ use super::entities::{
 use super::{Store, Tx};
 use crate::auth::secret_token;
 use crate::domain::auth::{
-    ActiveMembership, EmailChallenge, FAILURE_WINDOW, FREE_ATTEMPTS, MAX_LOCK, NewSession,
+    ActiveMembership, Attempt, EmailChallenge, FAILURE_WINDOW, FREE_ATTEMPTS, MAX_LOCK, NewSession,
     PasswordLogin, PasswordReset, PendingSelection, RefreshRefusal, Session, lock_after,
 };
 use crate::domain::error::{DomainError, DomainResult};
@@ -197,20 +197,20 @@ impl Store {
         &self,
         user_id: Uuid,
         now: DateTime<Utc>,
-    ) -> DomainResult<Option<Duration>> {
+    ) -> DomainResult<Attempt> {
         let attempt = count_attempt(AttemptBy::Person(user_id), now);
         let counted = self
             .db
             .query_one_raw(self.backend().build(&attempt))
             .await?;
         if counted.is_some() {
-            return Ok(None);
+            return Ok(Attempt::Counted);
         }
-        let until = login_throttle::Entity::find_by_id(user_id)
+        let locked_until = login_throttle::Entity::find_by_id(user_id)
             .one(&self.db)
             .await?
             .and_then(|row| row.locked_until);
-        Ok(Some(wait_until(until, now)))
+        Ok(Attempt::Paused { locked_until })
     }
 
     /// The first step of a password login: the person with this email and their ACTIVE
@@ -228,11 +228,11 @@ impl Store {
             let Some((person, accounts)) = self.person_for_login(email_key).await? else {
                 return Ok(None);
             };
-            let wait = self.reserve_login_attempt(person.id, now).await?;
+            let attempt = self.reserve_login_attempt(person.id, now).await?;
             return Ok(Some(PasswordLogin {
                 person,
                 accounts,
-                wait,
+                attempt,
             }));
         }
         let attempt = Alias::new("attempt");
@@ -294,7 +294,11 @@ impl Store {
             person_and_accounts(rows).map(|(person, accounts)| PasswordLogin {
                 person,
                 accounts,
-                wait: (!counted).then(|| wait_until(locked_until, now)),
+                attempt: if counted {
+                    Attempt::Counted
+                } else {
+                    Attempt::Paused { locked_until }
+                },
             }),
         )
     }
@@ -658,6 +662,8 @@ impl Store {
                 .map(str::to_owned)
                 .collect(),
             mfa_passed: row.mfa_passed,
+            expires_at: row.expires_at,
+            consumed_at: Some(now),
         }))
     }
 
@@ -699,8 +705,10 @@ impl Store {
             .one(&self.db)
             .await?
             .map(|row| PasswordReset {
+                token_hash: row.token_hash,
                 user_id: row.user_id,
                 expires_at: row.expires_at,
+                created_at: row.created_at,
                 used_at: row.used_at,
             }))
     }
@@ -981,14 +989,6 @@ fn count_attempt(by: AttemptBy<'_>, now: DateTime<Utc>) -> InsertStatement {
         )
         .returning_col(C::UserId)
         .to_owned()
-}
-
-/// How long a refused attempt must wait: until the lock ends, or a second when the lock ended
-/// since (a login already under way succeeded), so the person may retry almost at once.
-fn wait_until(locked_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
-    locked_until
-        .filter(|until| *until > now)
-        .map_or(Duration::seconds(1), |until| until - now)
 }
 
 /// A person by email joined to their ACTIVE memberships and those memberships' accounts.
