@@ -39,9 +39,12 @@ pub fn may_send_reset(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     last.is_none_or(|last| now - last >= RESET_INTERVAL)
 }
 
-/// Refuses a reset link that is unknown or used (`RESET_TOKEN_INVALID`) or has expired
-/// (`RESET_TOKEN_EXPIRED`).
-pub fn check_reset(reset: Option<&PasswordReset>, now: DateTime<Utc>) -> DomainResult<()> {
+/// The reset link (`None` when there is none) if it may be used at `now`; refused when it is
+/// unknown or used (`RESET_TOKEN_INVALID`) or has expired (`RESET_TOKEN_EXPIRED`).
+pub fn check_reset(
+    reset: Option<PasswordReset>,
+    now: DateTime<Utc>,
+) -> DomainResult<PasswordReset> {
     let reset = reset.ok_or_else(reset_invalid)?;
     if reset.used_at.is_some() {
         return Err(reset_invalid());
@@ -52,16 +55,17 @@ pub fn check_reset(reset: Option<&PasswordReset>, now: DateTime<Utc>) -> DomainR
             message: "this reset link has expired; ask for a new one".to_owned(),
         });
     }
-    Ok(())
+    Ok(reset)
 }
 
-/// Refuses an invitation link that has expired (`INVITATION_EXPIRED`), or whose member (`None`
-/// when there is none) is no longer invited (`INVITATION_INVALID`).
+/// The invited member of an invitation link (`None` when there is none) if the link may be used
+/// at `now`; refused when it has expired (`INVITATION_EXPIRED`) or the member is no longer
+/// invited (`INVITATION_INVALID`).
 pub fn check_invitation(
     invitation: &Invitation,
-    member: Option<&Member>,
+    member: Option<Member>,
     now: DateTime<Utc>,
-) -> DomainResult<()> {
+) -> DomainResult<Member> {
     if invitation.expires_at <= now {
         return Err(DomainError::FailedPrecondition {
             reason: reason::INVITATION_EXPIRED,
@@ -70,7 +74,7 @@ pub fn check_invitation(
         });
     }
     match member {
-        Some(member) if member.membership.status == MembershipStatus::Invited => Ok(()),
+        Some(member) if member.membership.status == MembershipStatus::Invited => Ok(member),
         _ => Err(invitation_invalid()),
     }
 }
@@ -95,9 +99,9 @@ mod tests {
     use super::*;
     use crate::domain::users;
 
-    fn reason_of(result: DomainResult<()>) -> Option<&'static str> {
+    fn reason_of<T>(result: DomainResult<T>) -> Option<&'static str> {
         match result {
-            Ok(()) => None,
+            Ok(_) => None,
             Err(DomainError::FailedPrecondition { reason, .. }) => Some(reason),
             Err(other) => panic!("{other:?}"),
         }
@@ -145,7 +149,11 @@ mod tests {
             (None, made, Some(reason::RESET_TOKEN_INVALID)),
         ];
         for (n, (reset, now, refusal)) in table.into_iter().enumerate() {
-            assert_eq!(reason_of(check_reset(reset, now)), refusal, "row {n}");
+            assert_eq!(
+                reason_of(check_reset(reset.cloned(), now)),
+                refusal,
+                "row {n}"
+            );
         }
     }
 
@@ -173,9 +181,9 @@ mod tests {
         let late = now + users::INVITATION_TTL;
         // (member, when, refusal)
         let table = [
-            (Some(&invited), now, None),
-            (Some(&invited), late, Some(reason::INVITATION_EXPIRED)),
-            (Some(&active_member), now, Some(reason::INVITATION_INVALID)),
+            (Some(invited.clone()), now, None),
+            (Some(invited), late, Some(reason::INVITATION_EXPIRED)),
+            (Some(active_member), now, Some(reason::INVITATION_INVALID)),
             (None, now, Some(reason::INVITATION_INVALID)),
             // Expiry is told first, whoever the member is.
             (None, late, Some(reason::INVITATION_EXPIRED)),

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use super::session_revoked;
+use super::{FirstFactor, session_revoked};
 use crate::domain::accounts::Account;
 use crate::domain::error::{DomainError, DomainResult, reason};
 
@@ -143,8 +143,23 @@ pub struct PendingSelection {
     pub user_id: Uuid,
     pub amr: Vec<String>,
     pub mfa_passed: bool,
+    pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub consumed_at: Option<DateTime<Utc>>,
+}
+
+impl PendingSelection {
+    /// The choice offered to `user_id` at `now` after `factor`, open for `SELECTION_TTL`.
+    pub fn offer(user_id: Uuid, factor: FirstFactor, now: DateTime<Utc>) -> Self {
+        Self {
+            user_id,
+            amr: factor.amr(),
+            mfa_passed: factor.mfa_passed(),
+            created_at: now,
+            expires_at: now + SELECTION_TTL,
+            consumed_at: None,
+        }
+    }
 }
 
 /// Refuses a selection that was made already or has expired (`ACCOUNT_SELECTION_EXPIRED`).
@@ -190,7 +205,6 @@ fn mfa_required(message: &str) -> DomainError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::FirstFactor;
     use super::super::fixtures::{account, id};
     use super::*;
 
@@ -299,13 +313,7 @@ mod tests {
                 allowed,
                 "{factor:?}"
             );
-            let selection = PendingSelection {
-                user_id: s.user_id,
-                amr: factor.amr(),
-                mfa_passed: factor.mfa_passed(),
-                expires_at: now + SELECTION_TTL,
-                consumed_at: None,
-            };
+            let selection = PendingSelection::offer(s.user_id, factor, now);
             assert_eq!(
                 check_selection_mfa(&selection, &account).is_ok(),
                 allowed,
@@ -317,13 +325,8 @@ mod tests {
     #[test]
     fn a_selection_is_made_once_within_ten_minutes() {
         let now = Utc::now();
-        let pending = PendingSelection {
-            user_id: id(),
-            amr: FirstFactor::Google.amr(),
-            mfa_passed: true,
-            expires_at: now + SELECTION_TTL,
-            consumed_at: None,
-        };
+        let pending = PendingSelection::offer(id(), FirstFactor::Google, now);
+        assert_eq!(pending.expires_at, now + SELECTION_TTL);
         let made = PendingSelection {
             consumed_at: Some(now),
             ..pending.clone()
