@@ -7,37 +7,50 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::app::{App, auth::Auth};
+use crate::auth::authenticator::{Authenticator, Refusal, VerifiedToken};
 use crate::auth::keys::{KeySet, TokenError};
 use crate::auth::password::{self, Password};
-use crate::clock::SharedClock;
 use crate::domain::actor::Actor;
 use crate::domain::auth::{
-    Challenge, Client, GoogleCredential, IssuedSession, LoginOutcome, Selection,
+    Challenge, Client, GoogleCredential, IssuedSession, LoginOutcome, Selection, TokenUse,
 };
 use crate::domain::error::{DomainError, Violations, reason};
-use crate::domain::roles::Role;
 use crate::domain::validate;
 use crate::proto::{self, auth_service_server::AuthService};
-use crate::store::Store;
 
 use super::authn::actor;
 use super::convert::{self, timestamp};
 
 pub struct AuthApi {
     auth: Auth,
+    authenticator: Arc<Authenticator>,
     keys: Arc<KeySet>,
-    clock: SharedClock,
-    store: Store,
 }
 
 impl AuthApi {
     pub fn new(app: &App) -> Self {
         Self {
             auth: app.auth.clone(),
+            authenticator: app.authenticator.clone(),
             keys: app.keys.clone(),
-            clock: app.clock.clone(),
-            store: app.store.clone(),
         }
+    }
+}
+
+/// A forwarded access token was refused: the reasons name the token, not the caller.
+fn forwarded_token_refused(refusal: Refusal) -> DomainError {
+    match refusal {
+        Refusal::Token(err @ TokenError::Expired) => {
+            DomainError::unauthenticated(reason::ACCESS_TOKEN_EXPIRED, err.to_string())
+        }
+        Refusal::Token(err @ TokenError::Invalid) => {
+            DomainError::unauthenticated(reason::ACCESS_TOKEN_INVALID, err.to_string())
+        }
+        Refusal::SessionEnded => DomainError::unauthenticated(
+            reason::SESSION_REVOKED,
+            "the session of this token has ended",
+        )
+        .with_metadata("subject", "access_token"),
     }
 }
 
@@ -493,7 +506,8 @@ impl AuthService for AuthApi {
         }))
     }
 
-    /// Services validate the tokens people forward; the session and the membership must still be live.
+    /// Services validate the tokens people forward, with the check the authentication layer
+    /// makes of a caller's own token; a forwarded token's member must also still be ACTIVE.
     async fn validate_token(
         &self,
         request: Request<proto::ValidateTokenRequest>,
@@ -519,35 +533,11 @@ impl AuthService for AuthApi {
         if token.is_empty() {
             return Err(DomainError::invalid("access_token", "is required").into());
         }
-        let now = self.clock.now();
-        let claims = self.keys.verify(&token, now).map_err(|err| match err {
-            TokenError::Expired => {
-                DomainError::unauthenticated(reason::ACCESS_TOKEN_EXPIRED, err.to_string())
-            }
-            TokenError::Invalid => {
-                DomainError::unauthenticated(reason::ACCESS_TOKEN_INVALID, err.to_string())
-            }
-        })?;
-        let role = Role::parse(&claims.role).ok_or_else(|| {
-            DomainError::unauthenticated(
-                reason::ACCESS_TOKEN_INVALID,
-                TokenError::Invalid.to_string(),
-            )
-        })?;
-        let revoked = || {
-            DomainError::unauthenticated(
-                reason::SESSION_REVOKED,
-                "the session of this token has ended",
-            )
-            .with_metadata("subject", "access_token")
-        };
-        if !self
-            .store
-            .session_in_force(claims.sid, claims.acc, claims.sub, now)
+        let VerifiedToken { claims, role } = self
+            .authenticator
+            .check_access_token(&token, TokenUse::Forwarded)
             .await?
-        {
-            return Err(revoked().into());
-        }
+            .map_err(forwarded_token_refused)?;
         let time = |secs: i64| prost_types::Timestamp {
             seconds: secs,
             nanos: 0,

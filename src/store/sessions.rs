@@ -18,8 +18,9 @@ use super::entities::membership::StoredStatus;
 use super::entities::{account, login_throttle, membership, refresh_token, session};
 use super::select::{all, columns_of, model};
 use super::{Store, Tx};
-use crate::domain::auth::{RefreshToken, Session};
+use crate::domain::auth::{RefreshToken, Session, SessionStanding};
 use crate::domain::error::DomainResult;
+use crate::domain::users::MembershipStatus;
 
 impl From<session::Model> for Session {
     fn from(row: session::Model) -> Self {
@@ -163,28 +164,32 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a session is live and its member still ACTIVE, in one statement: the check behind
-    /// every access token, which services make on every request through `ValidateToken`.
-    pub async fn session_in_force(
+    /// Where the session of an access token stands: live or not and, when live, the status of
+    /// its member's membership, in one statement. The check behind every access token, the
+    /// callers' own and those services forward to `ValidateToken` on every request.
+    pub async fn session_standing(
         &self,
         session_id: Uuid,
         account_id: Uuid,
         user_id: Uuid,
         now: DateTime<Utc>,
-    ) -> DomainResult<bool> {
-        let found = session::Entity::find_by_id(session_id)
+    ) -> DomainResult<SessionStanding> {
+        let found: Option<(Uuid, Option<StoredStatus>)> = session::Entity::find_by_id(session_id)
             .select_only()
             .column(session::Column::Id)
-            .join(JoinType::InnerJoin, session::Relation::Membership.def())
+            .column(membership::Column::Status)
+            .join(JoinType::LeftJoin, session::Relation::Membership.def())
             .filter(session::Column::AccountId.eq(account_id))
             .filter(session::Column::UserId.eq(user_id))
             .filter(session::Column::RevokedAt.is_null())
             .filter(session::Column::ExpiresAt.gt(now))
-            .filter(membership::Column::Status.eq(StoredStatus::Active))
-            .into_tuple::<Uuid>()
+            .into_tuple()
             .one(&self.db)
             .await?;
-        Ok(found.is_some())
+        Ok(match found {
+            None => SessionStanding::Ended,
+            Some((_, status)) => SessionStanding::Live(status.map(MembershipStatus::from)),
+        })
     }
 
     pub async fn find_session(&self, id: Uuid) -> DomainResult<Option<Session>> {

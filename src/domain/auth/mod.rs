@@ -28,6 +28,7 @@ pub use login::{
 };
 pub use session::{
     NewSession, PendingSelection, RefreshRefusal, RefreshToken, SELECTION_TTL, Session,
+    SessionStanding, TokenUse,
 };
 
 /// Where a request came from, recorded on the session.

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::{FirstFactor, session_revoked};
 use crate::domain::accounts::Account;
 use crate::domain::error::{DomainError, DomainResult, reason};
+use crate::domain::users::MembershipStatus;
 
 /// An account selection must be made within 10 minutes.
 pub const SELECTION_TTL: Duration = Duration::minutes(10);
@@ -60,6 +61,40 @@ impl Session {
     /// Whether `user_id` may revoke this session: their own, and live.
     pub fn revocable_by(&self, user_id: Uuid, now: DateTime<Utc>) -> bool {
         self.user_id == user_id && self.is_live(now)
+    }
+}
+
+/// Where the session of an access token stands, as the token check reads it in one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStanding {
+    /// Revoked, expired, or no session of the token's person in the token's account.
+    Ended,
+    /// Live, with the status of the person's membership of the session's account (`None` when
+    /// there is none).
+    Live(Option<MembershipStatus>),
+}
+
+/// Who presents an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// The caller of an RPC, with its own token: what it may do follows from the role the token
+    /// carries and each use case's own checks.
+    Caller,
+    /// A service forwarding a person's token to `ValidateToken`, whose answer vouches for the
+    /// membership too.
+    Forwarded,
+}
+
+/// Whether a token whose session stands so is accepted for `usage`: the session must be live
+/// (a logout, revocation or password change takes effect at once, not when the token expires);
+/// a forwarded token's member must also still be ACTIVE.
+pub fn session_admits(standing: SessionStanding, usage: TokenUse) -> bool {
+    match (standing, usage) {
+        (SessionStanding::Ended, _) => false,
+        (SessionStanding::Live(_), TokenUse::Caller) => true,
+        (SessionStanding::Live(status), TokenUse::Forwarded) => {
+            status == Some(MembershipStatus::Active)
+        }
     }
 }
 
@@ -238,6 +273,32 @@ mod tests {
             ..s
         };
         assert!(!revoked.is_live(now) && !revoked.revocable_by(revoked.user_id, now));
+    }
+
+    #[test]
+    fn tokens_need_a_live_session_and_forwarded_ones_an_active_member() {
+        use MembershipStatus::*;
+        use SessionStanding::*;
+        use TokenUse::*;
+        // (standing, use, accepted)
+        let table = [
+            (Ended, Caller, false),
+            (Ended, Forwarded, false),
+            (Live(Some(Active)), Caller, true),
+            (Live(Some(Active)), Forwarded, true),
+            (Live(Some(Invited)), Caller, true),
+            (Live(Some(Invited)), Forwarded, false),
+            (Live(Some(Disabled)), Forwarded, false),
+            (Live(None), Caller, true),
+            (Live(None), Forwarded, false),
+        ];
+        for (standing, usage, accepted) in table {
+            assert_eq!(
+                session_admits(standing, usage),
+                accepted,
+                "{standing:?} {usage:?}"
+            );
+        }
     }
 
     #[test]
