@@ -68,20 +68,6 @@ fn sort_by_account_name(memberships: &mut [ActiveMembership]) {
     });
 }
 
-/// The person's ACTIVE membership in one account, with the account.
-async fn active_membership(
-    conn: &impl ConnectionTrait,
-    user_id: Uuid,
-    account_id: Uuid,
-) -> DomainResult<Option<ActiveMembership>> {
-    Ok(membership::Entity::find_by_id((account_id, user_id))
-        .filter(membership::Column::Status.eq(StoredStatus::Active))
-        .find_also_related(account::Entity)
-        .one(conn)
-        .await?
-        .and_then(|(membership, account)| joined(membership, account)))
-}
-
 async fn set_password(
     conn: &impl ConnectionTrait,
     user_id: Uuid,
@@ -199,15 +185,6 @@ impl Store {
             .await
     }
 
-    /// The person's ACTIVE membership in one account, with the account.
-    pub async fn active_membership(
-        &self,
-        user_id: Uuid,
-        account_id: Uuid,
-    ) -> DomainResult<Option<ActiveMembership>> {
-        active_membership(&self.db, user_id, account_id).await
-    }
-
     /// The person's memberships with one of `statuses`, with their accounts, by account name.
     pub async fn memberships_in(
         &self,
@@ -267,7 +244,12 @@ impl Tx {
         user_id: Uuid,
         account_id: Uuid,
     ) -> DomainResult<Option<ActiveMembership>> {
-        active_membership(self.conn(), user_id, account_id).await
+        Ok(membership::Entity::find_by_id((account_id, user_id))
+            .filter(membership::Column::Status.eq(StoredStatus::Active))
+            .find_also_related(account::Entity)
+            .one(self.conn())
+            .await?
+            .and_then(|(membership, account)| joined(membership, account)))
     }
 
     /// Sets the person's password hash.
