@@ -13,6 +13,7 @@ use crate::auth::{secret_token, service_tokens::ServiceTokens};
 use crate::config::SigningKeyConfig;
 use crate::domain::accounts::CreateAccount;
 use crate::domain::actor::{Actor, Scope, ServiceCaller};
+use crate::domain::auth::{NewSession, Session};
 use crate::domain::roles::Role;
 use crate::domain::validate;
 
@@ -139,20 +140,20 @@ pub async fn bootstrap(app: &App, keys: &KeySet, operator_token: String) -> Resu
     // A real session (12 hours), so the printed token behaves like a logged-in administrator's.
     let now = app.clock.now();
     let ttl = chrono::Duration::from_std(DEV_ADMIN_TOKEN_TTL)?;
-    let (session, _) = app
-        .store
-        .create_session(
-            crate::domain::auth::NewSession {
-                user_id: admin.id,
-                account_id,
-                amr: vec!["dev".to_owned()],
-                mfa_passed: true,
-                user_agent: Some("identity embedded mode".to_owned()),
-                ip_address: None,
-            },
-            now,
-            ttl,
-        )
+    let session = Session::open(
+        NewSession {
+            user_id: admin.id,
+            account_id,
+            amr: vec!["dev".to_owned()],
+            mfa_passed: true,
+            user_agent: Some("identity embedded mode".to_owned()),
+            ip_address: None,
+        },
+        now,
+        ttl,
+    );
+    app.store
+        .create_session(&session)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the bootstrap session: {e}"))?;
     let (admin_token, _) = keys.issue_for(

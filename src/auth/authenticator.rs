@@ -1,15 +1,36 @@
-//! Turns the `authorization` header into an `Actor`.
+//! Turns the `authorization` header into an `Actor`, and checks access tokens: the caller's own
+//! and, for `ValidateToken`, the ones services forward. Both go through `check_access_token`.
 
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::domain::actor::{Actor, PersonCaller};
+use crate::domain::auth::TokenUse;
+use crate::domain::auth::session::session_admits;
 use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::roles::Role;
 
-use super::keys::{KeySet, TokenError};
+use super::keys::{AccessClaims, KeySet, TokenError};
 use super::service_tokens::ServiceTokens;
 use crate::store::Store;
+
+/// Why an access token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The token itself: malformed, not signed by a key of the set, of another issuer or
+    /// audience, naming no known role, or expired.
+    Token(TokenError),
+    /// Its session has ended (logout, revocation, expiry), or, for a forwarded token, its member
+    /// is no longer ACTIVE.
+    SessionEnded,
+}
+
+/// An access token that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    pub claims: AccessClaims,
+    pub role: Role,
+}
 
 pub struct Authenticator {
     keys: Arc<KeySet>,
@@ -33,32 +54,47 @@ impl Authenticator {
         }
     }
 
-    /// True while the session of an access token is live (not revoked, not expired): a logout,
-    /// password change or removal takes effect at once, not when the token expires.
-    pub async fn session_is_live(&self, session_id: uuid::Uuid) -> DomainResult<bool> {
+    /// The one check of an access token, presented for `usage`: its signature, issuer, audience,
+    /// expiry and role, then where its session stands (one statement), which the domain judges
+    /// (`session_admits`). The caller turns a refusal into its own reasons.
+    pub async fn check_access_token(
+        &self,
+        token: &str,
+        usage: TokenUse,
+    ) -> DomainResult<Result<VerifiedToken, Refusal>> {
         let now = self.clock.now();
-        Ok(self
+        let claims = match self.keys.verify(token, now) {
+            Ok(claims) => claims,
+            Err(err) => return Ok(Err(Refusal::Token(err))),
+        };
+        let Some(role) = Role::parse(&claims.role) else {
+            return Ok(Err(Refusal::Token(TokenError::Invalid)));
+        };
+        let standing = self
             .store
-            .find_session(session_id)
-            .await?
-            .is_some_and(|s| s.is_live(now)))
+            .session_standing(claims.sid, claims.acc, claims.sub, now)
+            .await?;
+        if !session_admits(standing, usage) {
+            return Ok(Err(Refusal::SessionEnded));
+        }
+        Ok(Ok(VerifiedToken { claims, role }))
     }
 
     /// The caller presenting `bearer` (the token after `Bearer `). Access tokens are JWTs (three
     /// dot-separated parts); anything else is looked up as a service token.
     pub async fn authenticate(&self, bearer: &str) -> DomainResult<Actor> {
         if bearer.matches('.').count() == 2 {
-            let claims = self
-                .keys
-                .verify(bearer, self.clock.now())
-                .map_err(token_error)?;
-            let role = Role::parse(&claims.role).ok_or_else(|| token_error(TokenError::Invalid))?;
-            if !self.session_is_live(claims.sid).await? {
-                return Err(DomainError::unauthenticated(
-                    reason::SESSION_REVOKED,
-                    "the session of this token has ended; log in again",
-                ));
-            }
+            let checked = self.check_access_token(bearer, TokenUse::Caller).await?;
+            let VerifiedToken { claims, role } = match checked {
+                Ok(verified) => verified,
+                Err(Refusal::Token(err)) => return Err(token_error(err)),
+                Err(Refusal::SessionEnded) => {
+                    return Err(DomainError::unauthenticated(
+                        reason::SESSION_REVOKED,
+                        "the session of this token has ended; log in again",
+                    ));
+                }
+            };
             return Ok(Actor::Person(PersonCaller {
                 user_id: claims.sub,
                 account_id: claims.acc,

@@ -1,19 +1,27 @@
 //! Storage: SeaORM on PostgreSQL (production) or SQLite (embedded), the same code for both.
 //!
-//! The store reads and writes; it decides nothing and sends nothing. Reads outside a write are
-//! methods of `Store`, one statement each. A write is a unit of work, `Tx`, that the use case
-//! opens, fills (locking the account row first where an invariant lives on it) and commits; the
-//! store's parts of it are methods of `Tx`. Rows come back as domain types: no entity leaves
-//! the store.
+//! The store reads and writes; it decides nothing, sends nothing and makes no secrets (tokens
+//! and codes come in from the use cases, as the hashes they are stored under). Reads outside a
+//! write are methods of `Store`, one statement each, and so are the few writes that are one
+//! statement needing nothing read first (a login, a revocation). A write is a unit of work,
+//! `Tx`, that the use case opens, fills (locking the row its decision reads: the account where
+//! an invariant lives on it, the challenge, token or link being spent) and commits; the store's
+//! parts of it are methods of `Tx`. Rows come back as domain types: no entity leaves the store.
 
 pub mod accounts;
+mod challenges;
 pub mod entities;
 pub mod groups;
 pub mod idempotency;
+mod invitations;
+mod login;
 pub mod outbox;
 pub mod pagination;
+mod resets;
 mod select;
-pub mod sessions;
+mod selections;
+mod sessions;
+mod throttle;
 pub mod users;
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! People, memberships and invitations. A member is read with one statement: the membership
-//! joined to its person and account, with the pending invitation's expiry.
+//! People and memberships. A member is read with one statement: the membership joined to its
+//! person and account, with the pending invitation's expiry.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -20,8 +20,7 @@ use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::page::After;
 use crate::domain::roles::Role;
 use crate::domain::users::{
-    AdminCounts, Invitation, Member, MemberFilter, Membership, MembershipStatus, PasswordHash,
-    Person,
+    AdminCounts, Member, MemberFilter, Membership, MembershipStatus, PasswordHash, Person,
 };
 use crate::domain::validate::EmailAddress;
 
@@ -283,6 +282,14 @@ impl Tx {
         find_member(self.conn(), account_id, user_id).await
     }
 
+    /// The person, read inside the unit of work.
+    pub async fn person(&self, id: Uuid) -> DomainResult<Option<Person>> {
+        Ok(user::Entity::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .map(Person::from))
+    }
+
     /// The person with this email, created if new. Safe under races: the insert yields to a
     /// concurrent one (`ON CONFLICT DO NOTHING`) and the row is then read back.
     pub async fn find_or_create_person(
@@ -419,40 +426,5 @@ impl Tx {
             .exec(self.conn())
             .await?;
         Ok(result.rows_affected == 1)
-    }
-
-    pub async fn insert_invitation(&self, invitation: &Invitation) -> DomainResult<()> {
-        invitation::Entity::insert(invitation::ActiveModel {
-            account_id: Set(invitation.account_id),
-            user_id: Set(invitation.user_id),
-            token_hash: Set(invitation.token_hash.clone()),
-            invited_by: Set(invitation.invited_by),
-            expires_at: Set(invitation.expires_at),
-            created_at: Set(invitation.created_at),
-        })
-        .exec_without_returning(self.conn())
-        .await?;
-        Ok(())
-    }
-
-    /// When the member's pending invitation was sent, if there is one.
-    pub async fn invitation_sent_at(
-        &self,
-        account_id: Uuid,
-        user_id: Uuid,
-    ) -> DomainResult<Option<DateTime<Utc>>> {
-        Ok(invitation::Entity::find_by_id((account_id, user_id))
-            .select_only()
-            .column(invitation::Column::CreatedAt)
-            .into_tuple()
-            .one(self.conn())
-            .await?)
-    }
-
-    pub async fn delete_invitation(&self, account_id: Uuid, user_id: Uuid) -> DomainResult<()> {
-        invitation::Entity::delete_by_id((account_id, user_id))
-            .exec(self.conn())
-            .await?;
-        Ok(())
     }
 }

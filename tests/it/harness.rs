@@ -12,6 +12,7 @@ use identity::{
     build_app, build_app_with_mailer,
     clock::ManualClock,
     config::{Config, Database, MailerKind, Secret, ServiceTokenConfig},
+    domain::auth::{NewSession, Session},
     domain::roles::Role,
     email::ses::SesMailer,
     proto, server,
@@ -324,23 +325,19 @@ impl TestServer {
         email: &str,
     ) -> String {
         let now = self.clock.now_utc();
-        let (session, _) = self
-            .app
-            .store
-            .create_session(
-                identity::domain::auth::NewSession {
-                    user_id,
-                    account_id,
-                    amr: vec!["pwd".to_owned()],
-                    mfa_passed: true,
-                    user_agent: None,
-                    ip_address: None,
-                },
-                now,
-                chrono::Duration::days(30),
-            )
-            .await
-            .unwrap();
+        let session = Session::open(
+            NewSession {
+                user_id,
+                account_id,
+                amr: vec!["pwd".to_owned()],
+                mfa_passed: true,
+                user_agent: None,
+                ip_address: None,
+            },
+            now,
+            chrono::Duration::days(30),
+        );
+        self.app.store.create_session(&session).await.unwrap();
         let subject = TokenSubject {
             user_id,
             account_id,

@@ -1,43 +1,58 @@
-//! `identity.v1.AuthService`.
+//! `identity.v1.AuthService`. Requests are checked in `requests`.
+
+mod requests;
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::app::{App, auth::Auth};
+use crate::auth::authenticator::{Authenticator, Refusal, VerifiedToken};
 use crate::auth::keys::{KeySet, TokenError};
-use crate::auth::password::{self, Password};
-use crate::clock::SharedClock;
 use crate::domain::actor::Actor;
-use crate::domain::auth::{
-    Challenge, Client, GoogleCredential, IssuedSession, LoginOutcome, Selection,
-};
+use crate::domain::auth::{Challenge, Client, IssuedSession, LoginOutcome, Selection, TokenUse};
 use crate::domain::error::{DomainError, Violations, reason};
-use crate::domain::roles::Role;
 use crate::domain::validate;
 use crate::proto::{self, auth_service_server::AuthService};
-use crate::store::Store;
 
 use super::authn::actor;
 use super::convert::{self, timestamp};
+use requests::{
+    Acceptance, AccountChoice, CodeEntry, GoogleLogin, PasswordChange, PasswordLogin, Reset,
+    bounded_password, email_key, only_token, required,
+};
 
 pub struct AuthApi {
     auth: Auth,
+    authenticator: Arc<Authenticator>,
     keys: Arc<KeySet>,
-    clock: SharedClock,
-    store: Store,
 }
 
 impl AuthApi {
     pub fn new(app: &App) -> Self {
         Self {
             auth: app.auth.clone(),
+            authenticator: app.authenticator.clone(),
             keys: app.keys.clone(),
-            clock: app.clock.clone(),
-            store: app.store.clone(),
         }
+    }
+}
+
+/// A forwarded access token was refused: the reasons name the token, not the caller.
+fn forwarded_token_refused(refusal: Refusal) -> DomainError {
+    match refusal {
+        Refusal::Token(err @ TokenError::Expired) => {
+            DomainError::unauthenticated(reason::ACCESS_TOKEN_EXPIRED, err.to_string())
+        }
+        Refusal::Token(err @ TokenError::Invalid) => {
+            DomainError::unauthenticated(reason::ACCESS_TOKEN_INVALID, err.to_string())
+        }
+        Refusal::SessionEnded => DomainError::unauthenticated(
+            reason::SESSION_REVOKED,
+            "the session of this token has ended",
+        )
+        .with_metadata("subject", "access_token"),
     }
 }
 
@@ -94,36 +109,6 @@ fn selection(s: Selection) -> proto::AccountSelection {
     }
 }
 
-/// A password field: required, at most 128 characters (checked before any hashing).
-fn password_field(v: &mut Violations, field: &str, value: String) -> Password {
-    if value.is_empty() {
-        v.add(field, "is required");
-    } else if value.chars().count() > password::MAX_LEN {
-        v.add(
-            field,
-            format!("must be at most {} characters", password::MAX_LEN),
-        );
-    }
-    Zeroizing::new(value)
-}
-
-/// A secret token field (invitation, reset, challenge, selection, refresh): required, bounded.
-fn token_field(v: &mut Violations, field: &str, value: &str) {
-    if value.is_empty() {
-        v.add(field, "is required");
-    } else if value.len() > 256 {
-        v.add(field, "is not a valid token");
-    }
-}
-
-fn optional_account(v: &mut Violations, value: &str) -> Option<Uuid> {
-    if value.is_empty() {
-        None
-    } else {
-        v.check("account_id", validate::id(value))
-    }
-}
-
 #[tonic::async_trait]
 impl AuthService for AuthApi {
     async fn login(
@@ -131,23 +116,10 @@ impl AuthService for AuthApi {
         request: Request<proto::LoginRequest>,
     ) -> Result<Response<proto::LoginResponse>, Status> {
         let client = client(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let email_key = req.email.trim().to_lowercase();
-        if email_key.is_empty() {
-            v.add("email", "is required");
-        } else if email_key.chars().count() > validate::MAX_EMAIL_LEN {
-            v.add(
-                "email",
-                format!("must be at most {} characters", validate::MAX_EMAIL_LEN),
-            );
-        }
-        let password = password_field(&mut v, "password", req.password);
-        let account_id = optional_account(&mut v, &req.account_id);
-        v.finish()?;
+        let login = PasswordLogin::try_from(request.into_inner())?;
         let outcome = self
             .auth
-            .login(&email_key, password, account_id, client)
+            .login(&login.email_key, login.password, login.account_id, client)
             .await?;
         use proto::login_response::Outcome;
         Ok(Response::new(proto::LoginResponse {
@@ -163,61 +135,11 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::LoginWithGoogleRequest>,
     ) -> Result<Response<proto::LoginWithGoogleResponse>, Status> {
-        use proto::login_with_google_request::Credential;
         let client = client(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let account_id = optional_account(&mut v, &req.account_id);
-        let nonce_ok = |nonce: &str| !nonce.is_empty() && nonce.len() <= 256;
-        let credential = match req.credential {
-            Some(Credential::AuthorizationCode(code)) => {
-                token_field(&mut v, "authorization_code.code", &code.code);
-                if !(43..=128).contains(&code.code_verifier.len()) {
-                    v.add(
-                        "authorization_code.code_verifier",
-                        "must be 43 to 128 characters (PKCE)",
-                    );
-                }
-                if code.redirect_uri.is_empty() {
-                    v.add("authorization_code.redirect_uri", "is required");
-                }
-                if !nonce_ok(&code.nonce) {
-                    v.add("authorization_code.nonce", "is required");
-                }
-                Some(GoogleCredential::Code {
-                    code: code.code,
-                    code_verifier: code.code_verifier,
-                    redirect_uri: code.redirect_uri,
-                    nonce: code.nonce,
-                })
-            }
-            Some(Credential::IdToken(token)) => {
-                if token.id_token.is_empty() || token.id_token.len() > 16 * 1024 {
-                    v.add("id_token.id_token", "is required (a JWT of at most 16 KiB)");
-                }
-                if !nonce_ok(&token.nonce) {
-                    v.add("id_token.nonce", "is required");
-                }
-                Some(GoogleCredential::IdToken {
-                    id_token: token.id_token,
-                    nonce: token.nonce,
-                })
-            }
-            None => {
-                v.add(
-                    "credential",
-                    "an authorization_code or an id_token is required",
-                );
-                None
-            }
-        };
-        v.finish()?;
-        let Some(credential) = credential else {
-            return Err(DomainError::invalid("credential", "is required").into());
-        };
+        let login = GoogleLogin::try_from(request.into_inner())?;
         let outcome = self
             .auth
-            .login_with_google(credential, account_id, client)
+            .login_with_google(login.credential, login.account_id, client)
             .await?;
         use proto::login_with_google_response::Outcome;
         Ok(Response::new(proto::LoginWithGoogleResponse {
@@ -239,16 +161,10 @@ impl AuthService for AuthApi {
         request: Request<proto::VerifyMfaChallengeRequest>,
     ) -> Result<Response<proto::VerifyMfaChallengeResponse>, Status> {
         let client = client(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        token_field(&mut v, "challenge_id", &req.challenge_id);
-        if req.code.len() != 6 || !req.code.bytes().all(|b| b.is_ascii_digit()) {
-            v.add("code", "must be the 6 digits from the email");
-        }
-        v.finish()?;
+        let entry = CodeEntry::try_from(request.into_inner())?;
         let outcome = self
             .auth
-            .verify_challenge(&req.challenge_id, &req.code, client)
+            .verify_challenge(&entry.challenge_id, &entry.code, client)
             .await?;
         use proto::verify_mfa_challenge_response::Outcome;
         Ok(Response::new(proto::VerifyMfaChallengeResponse {
@@ -269,11 +185,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::ResendMfaCodeRequest>,
     ) -> Result<Response<proto::ResendMfaCodeResponse>, Status> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        token_field(&mut v, "challenge_id", &req.challenge_id);
-        v.finish()?;
-        let c = self.auth.resend_code(&req.challenge_id).await?;
+        let challenge_id = only_token("challenge_id", request.into_inner().challenge_id)?;
+        let c = self.auth.resend_code(&challenge_id).await?;
         Ok(Response::new(proto::ResendMfaCodeResponse {
             mfa_challenge: Some(challenge(c)),
         }))
@@ -284,17 +197,10 @@ impl AuthService for AuthApi {
         request: Request<proto::SelectAccountRequest>,
     ) -> Result<Response<proto::SelectAccountResponse>, Status> {
         let client = client(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        token_field(&mut v, "selection_token", &req.selection_token);
-        let account_id = v.check("account_id", validate::id(&req.account_id));
-        v.finish()?;
-        let Some(account_id) = account_id else {
-            return Err(DomainError::invalid("account_id", "is required").into());
-        };
+        let choice = AccountChoice::try_from(request.into_inner())?;
         let issued = self
             .auth
-            .select_account(&req.selection_token, account_id, client)
+            .select_account(&choice.selection_token, choice.account_id, client)
             .await?;
         Ok(Response::new(proto::SelectAccountResponse {
             tokens: Some(tokens(issued)),
@@ -305,11 +211,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::GetInvitationRequest>,
     ) -> Result<Response<proto::GetInvitationResponse>, Status> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        token_field(&mut v, "invitation_token", &req.invitation_token);
-        v.finish()?;
-        let view = self.auth.invitation(&req.invitation_token).await?;
+        let token = only_token("invitation_token", request.into_inner().invitation_token)?;
+        let view = self.auth.invitation(&token).await?;
         let user = convert::member(&view.member);
         Ok(Response::new(proto::GetInvitationResponse {
             email: user.email,
@@ -327,19 +230,15 @@ impl AuthService for AuthApi {
         request: Request<proto::AcceptInvitationRequest>,
     ) -> Result<Response<proto::AcceptInvitationResponse>, Status> {
         let client = client(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        token_field(&mut v, "invitation_token", &req.invitation_token);
-        let password = password_field(&mut v, "password", req.password);
-        let display_name = if req.display_name.trim().is_empty() {
-            None
-        } else {
-            v.check("display_name", validate::name(&req.display_name))
-        };
-        v.finish()?;
+        let acceptance = Acceptance::try_from(request.into_inner())?;
         let (member, issued) = self
             .auth
-            .accept_invitation(&req.invitation_token, password, display_name, client)
+            .accept_invitation(
+                &acceptance.invitation_token,
+                acceptance.password,
+                acceptance.display_name,
+                client,
+            )
             .await?;
         Ok(Response::new(proto::AcceptInvitationResponse {
             user: Some(convert::member(&member)),
@@ -351,14 +250,9 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::RequestPasswordResetRequest>,
     ) -> Result<Response<proto::RequestPasswordResetResponse>, Status> {
-        let req = request.into_inner();
-        let email_key = req.email.trim().to_lowercase();
-        if email_key.is_empty() {
-            return Err(DomainError::invalid("email", "is required").into());
-        }
-        if email_key.chars().count() > validate::MAX_EMAIL_LEN {
-            return Err(DomainError::invalid("email", "must be at most 254 characters").into());
-        }
+        let mut v = Violations::new();
+        let email_key = email_key(&mut v, &request.get_ref().email);
+        let (email_key,) = v.values((email_key,))?;
         self.auth.request_password_reset(email_key);
         Ok(Response::new(proto::RequestPasswordResetResponse {}))
     }
@@ -367,12 +261,10 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::ResetPasswordRequest>,
     ) -> Result<Response<proto::ResetPasswordResponse>, Status> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        token_field(&mut v, "reset_token", &req.reset_token);
-        let password = password_field(&mut v, "new_password", req.new_password);
-        v.finish()?;
-        self.auth.reset_password(&req.reset_token, password).await?;
+        let reset = Reset::try_from(request.into_inner())?;
+        self.auth
+            .reset_password(&reset.reset_token, reset.new_password)
+            .await?;
         Ok(Response::new(proto::ResetPasswordResponse {}))
     }
 
@@ -381,14 +273,10 @@ impl AuthService for AuthApi {
         request: Request<proto::ChangePasswordRequest>,
     ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
         let actor = actor(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let current = password_field(&mut v, "current_password", req.current_password);
-        let new_password = password_field(&mut v, "new_password", req.new_password);
-        v.finish()?;
+        let change = PasswordChange::try_from(request.into_inner())?;
         let revoked = self
             .auth
-            .change_password(&actor, current, new_password)
+            .change_password(&actor, change.current, change.new_password)
             .await?;
         Ok(Response::new(proto::ChangePasswordResponse {
             revoked_session_count: i32::try_from(revoked).unwrap_or(i32::MAX),
@@ -399,11 +287,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::RefreshSessionRequest>,
     ) -> Result<Response<proto::RefreshSessionResponse>, Status> {
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        token_field(&mut v, "refresh_token", &req.refresh_token);
-        v.finish()?;
-        let issued = self.auth.refresh(&req.refresh_token).await?;
+        let token = only_token("refresh_token", request.into_inner().refresh_token)?;
+        let issued = self.auth.refresh(&token).await?;
         Ok(Response::new(proto::RefreshSessionResponse {
             tokens: Some(tokens(issued)),
         }))
@@ -457,8 +342,9 @@ impl AuthService for AuthApi {
         request: Request<proto::RevokeSessionRequest>,
     ) -> Result<Response<proto::RevokeSessionResponse>, Status> {
         let actor = actor(&request);
-        let session_id = validate::id(&request.get_ref().session_id)
-            .map_err(|e| DomainError::invalid("session_id", e))?;
+        let mut v = Violations::new();
+        let session_id = v.check("session_id", validate::id(&request.get_ref().session_id));
+        let (session_id,) = v.values((session_id,))?;
         self.auth.revoke_own_session(&actor, session_id).await?;
         Ok(Response::new(proto::RevokeSessionResponse {}))
     }
@@ -478,22 +364,18 @@ impl AuthService for AuthApi {
         request: Request<proto::DisableMfaRequest>,
     ) -> Result<Response<proto::DisableMfaResponse>, Status> {
         let actor = actor(&request);
-        let current = request.into_inner().current_password;
-        if current.chars().count() > password::MAX_LEN {
-            return Err(
-                DomainError::invalid("current_password", "must be at most 128 characters").into(),
-            );
-        }
-        let member = self
-            .auth
-            .set_mfa(&actor, false, Some(Zeroizing::new(current)))
-            .await?;
+        let mut v = Violations::new();
+        let current = Zeroizing::new(request.into_inner().current_password);
+        let current = bounded_password(&mut v, "current_password", current);
+        let (current,) = v.values((current,))?;
+        let member = self.auth.set_mfa(&actor, false, Some(current)).await?;
         Ok(Response::new(proto::DisableMfaResponse {
             user: Some(convert::member(&member)),
         }))
     }
 
-    /// Services validate the tokens people forward; the session and the membership must still be live.
+    /// Services validate the tokens people forward, with the check the authentication layer
+    /// makes of a caller's own token; a forwarded token's member must also still be ACTIVE.
     async fn validate_token(
         &self,
         request: Request<proto::ValidateTokenRequest>,
@@ -515,39 +397,14 @@ impl AuthService for AuthApi {
                 .into());
             }
         }
-        let token = request.into_inner().access_token;
-        if token.is_empty() {
-            return Err(DomainError::invalid("access_token", "is required").into());
-        }
-        let now = self.clock.now();
-        let claims = self.keys.verify(&token, now).map_err(|err| match err {
-            TokenError::Expired => {
-                DomainError::unauthenticated(reason::ACCESS_TOKEN_EXPIRED, err.to_string())
-            }
-            TokenError::Invalid => {
-                DomainError::unauthenticated(reason::ACCESS_TOKEN_INVALID, err.to_string())
-            }
-        })?;
-        let role = Role::parse(&claims.role).ok_or_else(|| {
-            DomainError::unauthenticated(
-                reason::ACCESS_TOKEN_INVALID,
-                TokenError::Invalid.to_string(),
-            )
-        })?;
-        let revoked = || {
-            DomainError::unauthenticated(
-                reason::SESSION_REVOKED,
-                "the session of this token has ended",
-            )
-            .with_metadata("subject", "access_token")
-        };
-        if !self
-            .store
-            .session_in_force(claims.sid, claims.acc, claims.sub, now)
+        let mut v = Violations::new();
+        let token = v.check("access_token", required(request.into_inner().access_token));
+        let (token,) = v.values((token,))?;
+        let VerifiedToken { claims, role } = self
+            .authenticator
+            .check_access_token(&token, TokenUse::Forwarded)
             .await?
-        {
-            return Err(revoked().into());
-        }
+            .map_err(forwarded_token_refused)?;
         let time = |secs: i64| prost_types::Timestamp {
             seconds: secs,
             nanos: 0,

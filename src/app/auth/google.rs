@@ -1,0 +1,101 @@
+//! Login with Google: the verified email of an invited or active member. The identity
+//! provider's own MFA stands in for the email code; an invited membership is accepted by the
+//! login.
+
+use uuid::Uuid;
+
+use super::Auth;
+use crate::domain::auth::login::next_step;
+use crate::domain::auth::{
+    ActiveMembership, Client, FirstFactor, GoogleCredential, LoginOutcome, NextStep,
+};
+use crate::domain::error::{DomainError, DomainResult, reason};
+use crate::domain::users::{MembershipStatus, Person};
+
+fn no_matching_user() -> DomainError {
+    DomainError::unauthenticated(
+        reason::NO_MATCHING_USER,
+        "no invited or active user has this Google account's email",
+    )
+}
+
+impl Auth {
+    /// Login with Google: a session when one account is offered (or requested), otherwise an
+    /// account choice.
+    pub async fn login_with_google(
+        &self,
+        credential: GoogleCredential,
+        account_id: Option<Uuid>,
+        client: Client,
+    ) -> DomainResult<LoginOutcome> {
+        let google = self
+            .google
+            .as_ref()
+            .ok_or_else(|| DomainError::FailedPrecondition {
+                reason: reason::GOOGLE_LOGIN_NOT_CONFIGURED,
+                message: "Google login is not configured on this service".to_owned(),
+            })?;
+        let (id_token, nonce) = match credential {
+            GoogleCredential::Code {
+                code,
+                code_verifier,
+                redirect_uri,
+                nonce,
+            } => (
+                google
+                    .exchange_code(&code, &code_verifier, &redirect_uri)
+                    .await?,
+                nonce,
+            ),
+            GoogleCredential::IdToken { id_token, nonce } => (id_token, nonce),
+        };
+        let identity = google
+            .verify_id_token(&id_token, &nonce, self.clock.now())
+            .await?;
+        let person = self
+            .store
+            .person_by_email(&identity.email.to_lowercase())
+            .await?
+            .ok_or_else(no_matching_user)?;
+        let candidates = self
+            .store
+            .memberships_in(
+                person.id,
+                &[MembershipStatus::Active, MembershipStatus::Invited],
+            )
+            .await?;
+        let factor = FirstFactor::Google;
+        match next_step(factor, &person, &candidates, account_id).ok_or_else(no_matching_user)? {
+            NextStep::Session(choice) => {
+                let choice = self.accept_if_invited(&person, choice.clone()).await?;
+                let session = self
+                    .start_session(&person, &choice, factor.amr(), factor.mfa_passed(), client)
+                    .await?;
+                Ok(LoginOutcome::Tokens(session))
+            }
+            step => {
+                self.proceed(factor, &person, &candidates, step, client)
+                    .await
+            }
+        }
+    }
+
+    /// An invited membership chosen at a Google login becomes ACTIVE and its link dies: the
+    /// provider proved the address, as the link would have.
+    async fn accept_if_invited(
+        &self,
+        person: &Person,
+        mut choice: ActiveMembership,
+    ) -> DomainResult<ActiveMembership> {
+        if choice.membership.status != MembershipStatus::Invited {
+            return Ok(choice);
+        }
+        let tx = self.store.begin().await?;
+        tx.activate_membership(choice.account.id, person.id, self.clock.now())
+            .await?;
+        tx.delete_invitation(choice.account.id, person.id).await?;
+        tx.commit().await?;
+        choice.membership.status = MembershipStatus::Active;
+        Ok(choice)
+    }
+}

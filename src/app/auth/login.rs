@@ -1,0 +1,49 @@
+//! Password login, step 1: the person, their accounts and the counted attempt in one statement,
+//! the password, then the step the domain chooses (the email code, an account choice or a
+//! session, which is one more statement).
+
+use uuid::Uuid;
+
+use super::Auth;
+use crate::auth::password::Password;
+use crate::domain::auth::login::{next_step, throttled};
+use crate::domain::auth::{Client, FirstFactor, LoginOutcome, invalid_credentials};
+use crate::domain::error::DomainResult;
+
+impl Auth {
+    /// Password login, step 1.
+    pub async fn login(
+        &self,
+        email_key: &str,
+        password: Password,
+        account_id: Option<Uuid>,
+        client: Client,
+    ) -> DomainResult<LoginOutcome> {
+        let now = self.clock.now();
+        let Some(start) = self.store.start_password_login(email_key, now).await? else {
+            // Unknown email, or a person active nowhere: the same work as a wrong password,
+            // the same answer.
+            self.hasher.verify(&password, None).await?;
+            return Err(invalid_credentials());
+        };
+        if let Some(wait) = start.attempt.wait(now) {
+            return Err(throttled(wait));
+        }
+        let (person, accounts) = (start.person, start.accounts);
+        // The attempt is counted, and stays counted until the login succeeds (below).
+        if !self.password_matches(&person, &password).await? {
+            return Err(invalid_credentials());
+        }
+        let factor = FirstFactor::Password;
+        let step =
+            next_step(factor, &person, &accounts, account_id).ok_or_else(invalid_credentials)?;
+        let outcome = self
+            .proceed(factor, &person, &accounts, step, client)
+            .await?;
+        // A session forgets the failures in its own statement; the other steps do it here.
+        if !matches!(outcome, LoginOutcome::Tokens(_)) {
+            self.store.clear_login_failures(person.id).await?;
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,72 @@
+//! The account choice after a first factor that fits several accounts: offered with a token,
+//! made once within ten minutes.
+
+use uuid::Uuid;
+
+use super::{Auth, Secret, hash_of};
+use crate::domain::auth::session::{check_selection, check_selection_mfa, selection_expired};
+use crate::domain::auth::{
+    ActiveMembership, Client, FirstFactor, IssuedSession, PendingSelection, Selection,
+    invalid_credentials,
+};
+use crate::domain::error::DomainResult;
+use crate::domain::users::Person;
+
+impl Auth {
+    /// Offers `accounts` to `person`, who passed `factor`: stores the selection under its
+    /// token's hash and returns the token.
+    pub(super) async fn offer_selection(
+        &self,
+        person: &Person,
+        factor: FirstFactor,
+        accounts: &[ActiveMembership],
+    ) -> DomainResult<Selection> {
+        let token = Secret::new("sel_");
+        let pending = PendingSelection::offer(person.id, factor, self.clock.now());
+        self.store.create_selection(&token.hash, &pending).await?;
+        Ok(Selection {
+            token: token.token,
+            expires_at: pending.expires_at,
+            accounts: accounts.to_vec(),
+        })
+    }
+
+    /// Finishes a login that offered several accounts. The selection is spent whatever the
+    /// choice: a refused one means logging in again.
+    pub async fn select_account(
+        &self,
+        token: &str,
+        account_id: Uuid,
+        client: Client,
+    ) -> DomainResult<IssuedSession> {
+        let token_hash = hash_of(token);
+        let now = self.clock.now();
+        let tx = self.store.begin().await?;
+        let selection = tx
+            .lock_selection(&token_hash)
+            .await?
+            .ok_or_else(selection_expired)?;
+        check_selection(&selection, now)?;
+        tx.consume_selection(&token_hash, now).await?;
+        tx.commit().await?;
+        let person = self
+            .store
+            .person(selection.user_id)
+            .await?
+            .ok_or_else(invalid_credentials)?;
+        let accounts = self.store.active_memberships(person.id).await?;
+        let choice = accounts
+            .iter()
+            .find(|a| a.account.id == account_id)
+            .ok_or_else(invalid_credentials)?;
+        check_selection_mfa(&selection, &choice.account)?;
+        self.start_session(
+            &person,
+            choice,
+            selection.amr.clone(),
+            selection.mfa_passed,
+            client,
+        )
+        .await
+    }
+}
