@@ -729,6 +729,68 @@ async fn an_invited_user_logs_in_with_google_by_the_same_email() {
 }
 
 #[tokio::test]
+async fn an_invited_account_chosen_after_a_google_login_is_accepted() {
+    use identity::proto::{self, login_with_google_response::Outcome};
+    let provider = Provider::start().await;
+    let server = server_for(&provider).await;
+    // Ada is invited to two accounts and has accepted neither.
+    let (acme, _) = server.create_account("Acme", "ada@acme.test").await;
+    let (beta, _) = server.create_account("Beta", "ada@acme.test").await;
+
+    let auth = Browser::new()
+        .authorize(&provider.issuer, CLIENT_ID, REDIRECT_URI, "ada@acme.test")
+        .await;
+    let outcome = server
+        .auth()
+        .login_with_google(with_code(auth))
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+        .unwrap();
+    let Outcome::AccountSelection(selection) = outcome else {
+        panic!("expected an account selection, got {outcome:?}");
+    };
+    let offered: Vec<&str> = selection
+        .accounts
+        .iter()
+        .map(|a| a.account_id.as_str())
+        .collect();
+    assert_eq!(offered, [acme.id.as_str(), beta.id.as_str()]);
+
+    let tokens = server
+        .auth()
+        .select_account(proto::SelectAccountRequest {
+            selection_token: selection.selection_token,
+            account_id: beta.id.clone(),
+        })
+        .await
+        .expect("an offered invited account can be chosen")
+        .into_inner()
+        .tokens
+        .unwrap();
+    assert_eq!(tokens.account_id, beta.id);
+    let me = server
+        .users()
+        .get_my_profile(with_token(
+            &tokens.access_token,
+            proto::GetMyProfileRequest {},
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        me.status,
+        proto::MembershipStatus::Active as i32,
+        "the choice accepted the invitation"
+    );
+    assert_eq!(me.invitation_expire_time, None);
+    provider.stop().await;
+}
+
+#[tokio::test]
 async fn google_logins_of_unknown_or_unverified_emails_are_refused() {
     let provider = Provider::start().await;
     let server = server_for(&provider).await;

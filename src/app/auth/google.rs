@@ -59,10 +59,7 @@ impl Auth {
             .ok_or_else(no_matching_user)?;
         let candidates = self
             .store
-            .memberships_in(
-                person.id,
-                &[MembershipStatus::Active, MembershipStatus::Invited],
-            )
+            .memberships_in(person.id, FirstFactor::Google.admits())
             .await?;
         let factor = FirstFactor::Google;
         match next_step(factor, &person, &candidates, account_id).ok_or_else(no_matching_user)? {
@@ -82,7 +79,7 @@ impl Auth {
 
     /// An invited membership chosen at a Google login becomes ACTIVE and its link dies: the
     /// provider proved the address, as the link would have.
-    async fn accept_if_invited(
+    pub(super) async fn accept_if_invited(
         &self,
         person: &Person,
         mut choice: ActiveMembership,

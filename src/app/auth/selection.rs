@@ -54,15 +54,21 @@ impl Auth {
             .person(selection.user_id)
             .await?
             .ok_or_else(invalid_credentials)?;
-        let accounts = self.store.active_memberships(person.id).await?;
-        let choice = accounts
-            .iter()
+        // What the first factor may enter: after Google, an invited membership too, which the
+        // choice accepts.
+        let factor = FirstFactor::of_amr(&selection.amr);
+        let choice = self
+            .store
+            .memberships_in(person.id, factor.admits())
+            .await?
+            .into_iter()
             .find(|a| a.account.id == account_id)
             .ok_or_else(invalid_credentials)?;
         check_selection_mfa(&selection, &choice.account)?;
+        let choice = self.accept_if_invited(&person, choice).await?;
         self.start_session(
             &person,
-            choice,
+            &choice,
             selection.amr.clone(),
             selection.mfa_passed,
             client,

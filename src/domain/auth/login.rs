@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::ActiveMembership;
 use crate::domain::error::{DomainError, DomainResult, reason};
-use crate::domain::users::{Member, Person};
+use crate::domain::users::{Member, MembershipStatus, Person};
 
 /// Failed logins allowed in a window before attempts must wait.
 pub const FREE_ATTEMPTS: i32 = 5;
@@ -88,6 +88,30 @@ impl FirstFactor {
     pub fn mfa_passed(self) -> bool {
         self != FirstFactor::Password
     }
+
+    /// The memberships this factor logs in to. An identity provider's verified email proves the
+    /// address as the invitation link would, so a Google login may also enter an invited
+    /// membership, which it accepts; a password enters active ones only.
+    pub fn admits(self) -> &'static [MembershipStatus] {
+        match self {
+            FirstFactor::Google => &[MembershipStatus::Active, MembershipStatus::Invited],
+            _ => &[MembershipStatus::Active],
+        }
+    }
+
+    /// The factor behind a session or selection's `amr`.
+    pub fn of_amr(amr: &[String]) -> FirstFactor {
+        let has = |m: &str| amr.iter().any(|a| a == m);
+        if has("google") {
+            FirstFactor::Google
+        } else if has("email") {
+            FirstFactor::InvitationLink
+        } else if has("otp") {
+            FirstFactor::PasswordAndCode
+        } else {
+            FirstFactor::Password
+        }
+    }
 }
 
 /// What follows a successful first factor.
@@ -156,6 +180,25 @@ pub fn throttled(wait: Duration) -> DomainError {
 mod tests {
     use super::super::fixtures::{account, active, id, person};
     use super::*;
+
+    #[test]
+    fn a_factor_is_read_back_from_its_amr_and_admits_its_memberships() {
+        use FirstFactor::*;
+        // (factor, memberships it logs in to)
+        let table: [(FirstFactor, &[MembershipStatus]); 4] = [
+            (Password, &[MembershipStatus::Active]),
+            (PasswordAndCode, &[MembershipStatus::Active]),
+            (InvitationLink, &[MembershipStatus::Active]),
+            (
+                Google,
+                &[MembershipStatus::Active, MembershipStatus::Invited],
+            ),
+        ];
+        for (factor, admits) in table {
+            assert_eq!(FirstFactor::of_amr(&factor.amr()), factor);
+            assert_eq!(factor.admits(), admits, "{factor:?}");
+        }
+    }
 
     #[test]
     fn waits_grow_to_fifteen_minutes() {
