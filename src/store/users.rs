@@ -122,34 +122,47 @@ impl From<&Membership> for membership::ActiveModel {
     }
 }
 
-/// The membership, its person, the account's MFA enforcement and the pending invitation's
-/// expiry: what a `User` shows, in one statement.
-fn member_query() -> SelectStatement {
+/// The memberships of `account_id` with their people, the account's MFA enforcement and the
+/// pending invitations' expiry: what a `User` shows, in one statement. The account's setting is
+/// an uncorrelated subquery (evaluated once per statement, not per row), and the invitation is
+/// looked up only for invited members.
+fn member_query(account_id: Uuid) -> SelectStatement {
     let mut query = Query::select();
     columns_of(&mut query, membership::Entity, "m_");
     columns_of(&mut query, user::Entity, "u_");
-    query
-        .expr_as(
-            Expr::col((account::Entity, account::Column::EnforceMfa)),
-            Alias::new("enforce_mfa"),
+    let enforce_mfa = Query::select()
+        .column(account::Column::EnforceMfa)
+        .from(account::Entity)
+        .and_where(Expr::col((account::Entity, account::Column::Id)).eq(account_id))
+        .to_owned();
+    let invitation_expiry = Query::select()
+        .column(invitation::Column::ExpiresAt)
+        .from(invitation::Entity)
+        .and_where(
+            Expr::col((invitation::Entity, invitation::Column::AccountId))
+                .equals((membership::Entity, membership::Column::AccountId)),
         )
+        .and_where(
+            Expr::col((invitation::Entity, invitation::Column::UserId))
+                .equals((membership::Entity, membership::Column::UserId)),
+        )
+        .to_owned();
+    query
         .expr_as(
             Expr::SubQuery(
                 None,
-                Box::new(SubQueryStatement::SelectStatement(
-                    Query::select()
-                        .column(invitation::Column::ExpiresAt)
-                        .from(invitation::Entity)
-                        .and_where(
-                            Expr::col((invitation::Entity, invitation::Column::AccountId))
-                                .equals((membership::Entity, membership::Column::AccountId)),
-                        )
-                        .and_where(
-                            Expr::col((invitation::Entity, invitation::Column::UserId))
-                                .equals((membership::Entity, membership::Column::UserId)),
-                        )
-                        .to_owned(),
-                )),
+                Box::new(SubQueryStatement::SelectStatement(enforce_mfa)),
+            ),
+            Alias::new("enforce_mfa"),
+        )
+        .expr_as(
+            Expr::case(
+                Expr::col((membership::Entity, membership::Column::Status))
+                    .eq(Expr::value(StoredStatus::Invited)),
+                Expr::SubQuery(
+                    None,
+                    Box::new(SubQueryStatement::SelectStatement(invitation_expiry)),
+                ),
             ),
             Alias::new("invitation_expires_at"),
         )
@@ -159,11 +172,7 @@ fn member_query() -> SelectStatement {
             Expr::col((user::Entity, user::Column::Id))
                 .equals((membership::Entity, membership::Column::UserId)),
         )
-        .inner_join(
-            account::Entity,
-            Expr::col((account::Entity, account::Column::Id))
-                .equals((membership::Entity, membership::Column::AccountId)),
-        );
+        .and_where(membership::Column::AccountId.eq(account_id));
     query
 }
 
@@ -185,10 +194,8 @@ async fn find_member(
     account_id: Uuid,
     user_id: Uuid,
 ) -> DomainResult<Option<Member>> {
-    let mut query = member_query();
-    query
-        .and_where(membership::Column::AccountId.eq(account_id))
-        .and_where(membership::Column::UserId.eq(user_id));
+    let mut query = member_query(account_id);
+    query.and_where(membership::Column::UserId.eq(user_id));
     all(conn, &query)
         .await?
         .first()
@@ -223,8 +230,7 @@ impl Store {
         after: Option<&After>,
         limit: u64,
     ) -> DomainResult<Vec<Member>> {
-        let mut query = member_query();
-        query.and_where(membership::Column::AccountId.eq(account_id));
+        let mut query = member_query(account_id);
         if let Some(role) = filter.role {
             query.and_where(membership::Column::Role.eq(StoredRole::from(role)));
         }
