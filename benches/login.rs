@@ -51,58 +51,23 @@ struct CpuTime {
     at: Option<Instant>,
 }
 
-/// `(comm, utime + stime in seconds)` from a /proc `stat` file.
-fn proc_stat(path: &std::path::Path) -> Option<(String, f64)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let (head, tail) = text.rsplit_once(')')?;
-    let comm = head.split_once('(')?.1.to_owned();
-    let fields: Vec<&str> = tail.split_whitespace().collect();
-    // After the comm: state is field 3, utime 14 and stime 15 (1-based), clock ticks of 1/100 s.
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some((comm, ticks / 100.0))
-}
-
 impl CpuTime {
     fn now() -> Self {
         let mut cpu = Self {
             at: Some(Instant::now()),
             ..Self::default()
         };
-        for task in std::fs::read_dir("/proc/self/task")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Some((comm, secs)) = proc_stat(&task.path().join("stat")) {
-                if comm.starts_with("password-hash") {
-                    cpu.hashing += secs;
-                } else if comm.starts_with("server") {
-                    cpu.server += secs;
-                } else {
-                    cpu.client += secs;
-                }
+        for (comm, secs) in common::cpu::threads() {
+            if comm.starts_with("password-hash") {
+                cpu.hashing += secs;
+            } else if comm.starts_with("server") {
+                cpu.server += secs;
+            } else {
+                cpu.client += secs;
             }
         }
-        for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            if let Some((comm, secs)) = proc_stat(&process.path().join("stat"))
-                && comm == "postgres"
-            {
-                cpu.postgres += secs;
-            }
-        }
-        // The machine: the first line of /proc/stat, `cpu user nice system idle iowait ...`.
-        if let Ok(text) = std::fs::read_to_string("/proc/stat")
-            && let Some(line) = text.lines().next()
-        {
-            let ticks: Vec<f64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|t| t.parse().ok())
-                .collect();
-            let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
-            cpu.idle = idle / 100.0;
-            cpu.other = (ticks.iter().sum::<f64>() - idle) / 100.0;
-        }
+        cpu.postgres = common::cpu::postgres();
+        (cpu.other, cpu.idle) = common::cpu::machine();
         cpu
     }
 

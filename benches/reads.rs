@@ -274,56 +274,19 @@ struct Cpu {
     idle: f64,
 }
 
-/// `(comm, utime + stime in seconds)` from a /proc `stat` file.
-fn proc_stat(path: &std::path::Path) -> Option<(String, f64)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let (head, tail) = text.rsplit_once(')')?;
-    let comm = head.split_once('(')?.1.to_owned();
-    let fields: Vec<&str> = tail.split_whitespace().collect();
-    // After the comm: utime and stime are fields 14 and 15 (1-based), in ticks of 1/100 s.
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some((comm, ticks / 100.0))
-}
-
 impl Cpu {
     fn now() -> Self {
         let mut cpu = Self::default();
-        for task in std::fs::read_dir("/proc/self/task")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Some((comm, secs)) = proc_stat(&task.path().join("stat")) {
-                if comm.starts_with("server") {
-                    cpu.server += secs;
-                } else {
-                    cpu.load += secs;
-                }
+        for (comm, secs) in common::cpu::threads() {
+            if comm.starts_with("server") {
+                cpu.server += secs;
+            } else {
+                cpu.load += secs;
             }
         }
-        for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            if let Some((comm, secs)) = proc_stat(&process.path().join("stat"))
-                && comm == "postgres"
-            {
-                cpu.postgres += secs;
-            }
-        }
-        // The machine: `cpu user nice system idle iowait irq softirq steal guest ...` on the
-        // first line of /proc/stat (guest time is counted in user time too). Until `since`,
-        // `other` holds all the machine's busy time.
-        if let Ok(text) = std::fs::read_to_string("/proc/stat")
-            && let Some(line) = text.lines().next()
-        {
-            let ticks: Vec<f64> = line
-                .split_whitespace()
-                .skip(1)
-                .take(8)
-                .filter_map(|t| t.parse().ok())
-                .collect();
-            let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
-            cpu.idle = idle / 100.0;
-            cpu.other = (ticks.iter().sum::<f64>() - idle) / 100.0;
-        }
+        cpu.postgres = common::cpu::postgres();
+        // Until `since`, `other` holds all the machine's busy time.
+        (cpu.other, cpu.idle) = common::cpu::machine();
         cpu
     }
 

@@ -1,6 +1,10 @@
 //! What the benchmarks share: a throwaway PostgreSQL database, the server's configuration, the
 //! server itself, and authorized requests.
 
+// Used by the benches that account CPU time (reads, login), not by every bench.
+#[allow(dead_code)]
+pub mod cpu;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use identity::{

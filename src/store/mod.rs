@@ -57,6 +57,15 @@ impl Tx {
     }
 }
 
+/// Authentication methods as stored: comma-separated (`pwd,otp`).
+fn amr_of(column: &str) -> Vec<String> {
+    column
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A fixed key for the migration lock (`pg_advisory_lock`): any 64-bit value unique to this service.
 const MIGRATION_LOCK_KEY: i64 = 0x1d3e_7417_0000_0001;
 

@@ -15,12 +15,7 @@ impl From<account_selection::Model> for PendingSelection {
     fn from(row: account_selection::Model) -> Self {
         Self {
             user_id: row.user_id,
-            amr: row
-                .amr
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            amr: super::amr_of(&row.amr),
             mfa_passed: row.mfa_passed,
             created_at: row.created_at,
             expires_at: row.expires_at,

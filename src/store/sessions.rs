@@ -28,12 +28,7 @@ impl From<session::Model> for Session {
             id: row.id,
             user_id: row.user_id,
             account_id: row.account_id,
-            amr: row
-                .amr
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            amr: super::amr_of(&row.amr),
             mfa_passed: row.mfa_passed,
             user_agent: row.user_agent,
             ip_address: row.ip_address,

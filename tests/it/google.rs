@@ -673,6 +673,21 @@ fn with_code(auth: Authorization) -> identity::proto::LoginWithGoogleRequest {
     }
 }
 
+/// The caller's own user, by their access token.
+async fn my_profile(server: &TestServer, access_token: &str) -> identity::proto::User {
+    server
+        .users()
+        .get_my_profile(with_token(
+            access_token,
+            identity::proto::GetMyProfileRequest {},
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_invited_user_logs_in_with_google_by_the_same_email() {
     use identity::proto::{self, login_with_google_response::Outcome};
@@ -696,17 +711,7 @@ async fn an_invited_user_logs_in_with_google_by_the_same_email() {
         panic!("expected tokens, got {outcome:?}");
     };
     assert_eq!(tokens.account_id, account.id);
-    let me = server
-        .users()
-        .get_my_profile(with_token(
-            &tokens.access_token,
-            proto::GetMyProfileRequest {},
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let me = my_profile(&server, &tokens.access_token).await;
     assert_eq!(
         me.status,
         proto::MembershipStatus::Active as i32,
@@ -770,17 +775,7 @@ async fn an_invited_account_chosen_after_a_google_login_is_accepted() {
         .tokens
         .unwrap();
     assert_eq!(tokens.account_id, beta.id);
-    let me = server
-        .users()
-        .get_my_profile(with_token(
-            &tokens.access_token,
-            proto::GetMyProfileRequest {},
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let me = my_profile(&server, &tokens.access_token).await;
     assert_eq!(
         me.status,
         proto::MembershipStatus::Active as i32,
