@@ -68,6 +68,21 @@ pub fn email(value: &str) -> Result<EmailAddress, String> {
     })
 }
 
+/// An email presented to be looked up (Login, RequestPasswordReset): trimmed and lower-cased,
+/// required, at most 254 characters. `None` when it holds a control character (NUL, say), which
+/// no stored address has (`email` refuses them): such an address matches nobody, and the
+/// database is never asked about it.
+pub fn email_lookup(value: &str) -> Result<Option<String>, String> {
+    let key = value.trim().to_lowercase();
+    if key.is_empty() {
+        return Err("is required".to_owned());
+    }
+    if key.chars().count() > MAX_EMAIL_LEN {
+        return Err(format!("must be at most {MAX_EMAIL_LEN} characters"));
+    }
+    Ok((!key.chars().any(char::is_control)).then_some(key))
+}
+
 /// A human name (display name, account name): trimmed, 1 to 128 characters, no control characters.
 pub fn name(value: &str) -> Result<String, String> {
     let value = value.trim();
@@ -141,6 +156,18 @@ mod tests {
             assert!(email(bad).is_err(), "{bad:?}");
         }
         assert!(email(&format!("{}@example.com", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn looked_up_emails_with_control_characters_match_nobody() {
+        assert_eq!(
+            email_lookup(" Ada@Example.com ").unwrap().as_deref(),
+            Some("ada@example.com")
+        );
+        assert_eq!(email_lookup("a\u{0}b@example.com").unwrap(), None);
+        assert_eq!(email_lookup("a\u{7}@example.com").unwrap(), None);
+        assert!(email_lookup("  ").is_err());
+        assert!(email_lookup(&"a".repeat(255)).is_err());
     }
 
     #[test]

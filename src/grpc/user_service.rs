@@ -84,6 +84,8 @@ impl TryFrom<&proto::ListUsersRequest> for ListUsers {
                 "email_prefix",
                 format!("must be at most {} characters", validate::MAX_EMAIL_LEN),
             );
+        } else if req.email_prefix.chars().any(char::is_control) {
+            v.add("email_prefix", "must not contain control characters");
         }
         let group_id = if req.group_id.is_empty() {
             Some(None)

@@ -1207,3 +1207,51 @@ async fn disabling_or_removing_a_member_ends_their_sessions_at_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_nul_byte_in_an_email_is_an_unknown_email_not_an_error() {
+    let server = server().await;
+    let (account, _) = account_with_admin(&server, "ada@acme.test").await;
+    // A NUL byte no stored address can hold: Login answers as for any unknown email.
+    for email in ["a\u{0}b@example.com", "ada@acme.test\u{0}"] {
+        assert_error(
+            server.auth().login(login(email, PASSWORD)).await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+        // A reset for it answers as for any other address, and sends nothing.
+        server
+            .auth()
+            .request_password_reset(proto::RequestPasswordResetRequest {
+                email: email.into(),
+            })
+            .await
+            .unwrap();
+    }
+    // The person's own login still works, and nobody was throttled by the attempts above.
+    tokens_of(&server, login("ada@acme.test", PASSWORD)).await;
+    // A list filter with one is the caller's mistake, named.
+    let admin = tokens_of(&server, login("ada@acme.test", PASSWORD))
+        .await
+        .access_token;
+    let status = assert_error(
+        server
+            .users()
+            .list_users(with_token(
+                &admin,
+                proto::ListUsersRequest {
+                    account_id: account.id.clone(),
+                    email_prefix: "\u{0}".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(
+        violated_fields(&status),
+        ["email_prefix"],
+        "the bad field is named"
+    );
+}

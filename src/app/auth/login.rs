@@ -11,16 +11,21 @@ use crate::domain::auth::{Client, FirstFactor, LoginOutcome, invalid_credentials
 use crate::domain::error::DomainResult;
 
 impl Auth {
-    /// Password login, step 1.
+    /// Password login, step 1. `email_key` is `None` for an address no person can have: it is
+    /// answered as an unknown one, without asking the database.
     pub async fn login(
         &self,
-        email_key: &str,
+        email_key: Option<&str>,
         password: Password,
         account_id: Option<Uuid>,
         client: Client,
     ) -> DomainResult<LoginOutcome> {
         let now = self.clock.now();
-        let Some(start) = self.store.start_password_login(email_key, now).await? else {
+        let start = match email_key {
+            Some(email_key) => self.store.start_password_login(email_key, now).await?,
+            None => None,
+        };
+        let Some(start) = start else {
             // Unknown email, or a person active nowhere: the same work as a wrong password,
             // the same answer.
             self.hasher.verify(&password, None).await?;

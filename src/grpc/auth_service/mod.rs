@@ -119,7 +119,12 @@ impl AuthService for AuthApi {
         let login = PasswordLogin::try_from(request.into_inner())?;
         let outcome = self
             .auth
-            .login(&login.email_key, login.password, login.account_id, client)
+            .login(
+                login.email_key.as_deref(),
+                login.password,
+                login.account_id,
+                client,
+            )
             .await?;
         use proto::login_response::Outcome;
         Ok(Response::new(proto::LoginResponse {
@@ -253,7 +258,10 @@ impl AuthService for AuthApi {
         let mut v = Violations::new();
         let email_key = email_key(&mut v, &request.get_ref().email);
         let (email_key,) = v.values((email_key,))?;
-        self.auth.request_password_reset(email_key);
+        // An address no person can have gets the same answer as an unknown one.
+        if let Some(email_key) = email_key {
+            self.auth.request_password_reset(email_key);
+        }
         Ok(Response::new(proto::RequestPasswordResetResponse {}))
     }
 

@@ -65,21 +65,10 @@ pub(super) fn only_token(field: &str, value: String) -> Result<String, DomainErr
     Ok(token)
 }
 
-/// An email to log in with, as its lower-cased key: required, bounded.
-pub(super) fn email_key(v: &mut Violations, value: &str) -> Option<String> {
-    let key = value.trim().to_lowercase();
-    if key.is_empty() {
-        v.add("email", "is required");
-        None
-    } else if key.chars().count() > validate::MAX_EMAIL_LEN {
-        v.add(
-            "email",
-            format!("must be at most {} characters", validate::MAX_EMAIL_LEN),
-        );
-        None
-    } else {
-        Some(key)
-    }
+/// An email to log in with, as its lower-cased key: required, bounded; `None` inside when no
+/// stored address can have it (`validate::email_lookup`).
+pub(super) fn email_key(v: &mut Violations, value: &str) -> Option<Option<String>> {
+    v.check("email", validate::email_lookup(value))
 }
 
 /// An account to log in to, when one is named.
@@ -93,7 +82,8 @@ fn optional_account(v: &mut Violations, value: &str) -> Option<Option<Uuid>> {
 
 /// `Login`, checked.
 pub(super) struct PasswordLogin {
-    pub(super) email_key: String,
+    /// `None`: an address no person can have.
+    pub(super) email_key: Option<String>,
     pub(super) password: Password,
     pub(super) account_id: Option<Uuid>,
 }
