@@ -102,6 +102,19 @@ impl App {
     }
 }
 
+/// Queues `email` to `to` in the unit of work `tx`, and counts and logs it.
+async fn queue(
+    tx: &crate::store::Tx,
+    account_id: Option<uuid::Uuid>,
+    to: &str,
+    email: &crate::domain::email::Email,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::domain::error::DomainResult<()> {
+    let id = tx.queue_email(account_id, to, email, now).await?;
+    crate::email::outbox::queued(id, email);
+    Ok(())
+}
+
 /// Runs `create` (a future, so nothing runs until it is awaited) unless a request with the same
 /// idempotency key already ran within the last 24 hours: then answers with what that one made
 /// (`replay` reads it by id). Two concurrent requests with one key collide on the key, recorded

@@ -72,11 +72,7 @@ pub(super) async fn invite(
         rules::invitation(account.id, person.id, link.token_hash, inviter.user_id, now);
     tx.insert_invitation(&invitation).await?;
     let email = invitation_email(person, &account.name, &inviter.name, link.link);
-    let id = tx
-        .queue_email(Some(account.id), &person.email, &email, now)
-        .await?;
-    crate::email::outbox::queued(id, &email);
-    Ok(())
+    super::queue(tx, Some(account.id), &person.email, &email, now).await
 }
 
 /// The locked account, or `ACCOUNT_NOT_FOUND`.
@@ -232,12 +228,10 @@ impl Users {
     ) -> DomainResult<Page<Member>> {
         actor.authorize(account_id, READ_USERS)?;
         let role = filter.role.map(Role::as_str).unwrap_or_default();
-        let status = match filter.status {
-            None => "",
-            Some(MembershipStatus::Invited) => "invited",
-            Some(MembershipStatus::Active) => "active",
-            Some(MembershipStatus::Disabled) => "disabled",
-        };
+        let status = filter
+            .status
+            .map(MembershipStatus::as_str)
+            .unwrap_or_default();
         let group = filter.group_id.map(|g| g.to_string()).unwrap_or_default();
         let query = ListQuery::new(
             "ListUsers",

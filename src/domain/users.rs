@@ -26,6 +26,17 @@ pub enum MembershipStatus {
     Disabled,
 }
 
+impl MembershipStatus {
+    /// The log and filter name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MembershipStatus::Invited => "invited",
+            MembershipStatus::Active => "active",
+            MembershipStatus::Disabled => "disabled",
+        }
+    }
+}
+
 /// An argon2id PHC string. Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash(String);

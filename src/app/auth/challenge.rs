@@ -3,7 +3,8 @@
 
 use uuid::Uuid;
 
-use super::{Auth, Secret, hash_of, new_code, queue};
+use super::{Auth, Secret, hash_of, new_code};
+use crate::app::queue;
 use crate::domain::auth::challenge::{
     CodeCheck, challenge_expired, code_invalid, new_challenge, resend, verify_code,
 };

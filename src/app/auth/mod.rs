@@ -21,7 +21,6 @@ use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
-use uuid::Uuid;
 
 use crate::auth::google::GoogleVerifier;
 use crate::auth::keys::{KeySet, TokenSubject};
@@ -34,12 +33,11 @@ use crate::domain::auth::{
     ActiveMembership, Client, FirstFactor, IssuedSession, LoginOutcome, NewSession, NextStep,
     Session,
 };
-use crate::domain::email::Email;
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::page::PageTokens;
 use crate::domain::roles::Role;
 use crate::domain::users::Person;
-use crate::store::{Store, Tx};
+use crate::store::Store;
 
 fn person_of(actor: &Actor) -> DomainResult<&PersonCaller> {
     actor.require_person("this acts for a person")
@@ -65,19 +63,6 @@ impl Secret {
 /// The hash a presented token is looked up under.
 fn hash_of(token: &str) -> String {
     secret_token::digest_hex(token)
-}
-
-/// Queues `email` to `to` in the unit of work, and counts and logs it.
-async fn queue(
-    tx: &Tx,
-    account_id: Option<Uuid>,
-    to: &str,
-    email: &Email,
-    now: DateTime<Utc>,
-) -> DomainResult<()> {
-    let id = tx.queue_email(account_id, to, email, now).await?;
-    crate::email::outbox::queued(id, email);
-    Ok(())
 }
 
 /// Six digits from the OS CSPRNG.

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Auth, Secret, hash_of, person_of, queue};
+use super::{Auth, Secret, hash_of, person_of};
+use crate::app::queue;
 use crate::auth::password::{self, Password};
 use crate::domain::actor::Actor;
 use crate::domain::auth::links::{check_reset, may_send_reset, new_reset, reset_invalid};
