@@ -19,7 +19,7 @@ use crate::store::idempotency::Idempotency;
 use crate::store::{Store, Tx};
 
 use super::idempotent;
-use super::users::member_position;
+use super::users::{lock_account, member_position};
 
 /// A group after a membership change, and the change's consistency token.
 #[derive(Debug, Clone)]
@@ -92,10 +92,7 @@ impl Groups {
             |group_id| self.find(account_id, group_id),
             async {
                 let tx = self.store.begin().await?;
-                let account = tx
-                    .lock_account(account_id)
-                    .await?
-                    .ok_or_else(crate::domain::accounts::account_not_found)?;
+                let account = lock_account(&tx, account_id).await?;
                 let taken = tx
                     .group_name_taken(account_id, input.name.key(), None)
                     .await?;
