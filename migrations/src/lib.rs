@@ -10,6 +10,7 @@ mod m20261128_000001_initial;
 mod m20261128_000002_invitations_and_outbox;
 mod m20261128_000003_sessions_and_login;
 mod m20261128_000004_unlogged_login_throttle;
+mod m20261202_000005_sharing;
 
 /// Applies the migrations in order; `identity migrate` runs it under a database-wide lock.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_invitations_and_outbox::Migration),
             Box::new(m20261128_000003_sessions_and_login::Migration),
             Box::new(m20261128_000004_unlogged_login_throttle::Migration),
+            Box::new(m20261202_000005_sharing::Migration),
         ]
     }
 }

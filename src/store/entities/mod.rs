@@ -1,5 +1,6 @@
 //! SeaORM entities, one per table of `migrations/`.
 
+pub mod access_change;
 pub mod account;
 pub mod account_selection;
 pub mod group;
@@ -13,4 +14,5 @@ pub mod outbox_email;
 pub mod password_reset;
 pub mod refresh_token;
 pub mod session;
+pub mod share;
 pub mod user;
