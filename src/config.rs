@@ -145,6 +145,11 @@ pub struct Config {
     pub email: EmailConfig,
     /// "Log in with Google"; `None` (off) unless `IDENTITY_GOOGLE_CLIENT_ID` is set.
     pub google: Option<GoogleConfig>,
+    /// How old the in-memory access data may be when a check carries no consistency token.
+    /// Zero turns the cache off: every check reads the database first.
+    pub access_staleness: Duration,
+    /// Memory the access data of all accounts may take; least recently used accounts go first.
+    pub access_cache_bytes: usize,
 }
 
 impl Config {
@@ -251,6 +256,13 @@ impl Config {
             ),
             email: email_config(&env)?,
             google: GoogleConfig::from_env(&env)?,
+            access_staleness: Duration::from_millis(
+                env.parse("IDENTITY_ACCESS_STALENESS_MS")?.unwrap_or(1000),
+            ),
+            access_cache_bytes: env
+                .parse::<usize>("IDENTITY_ACCESS_CACHE_MB")?
+                .unwrap_or(1024)
+                .saturating_mul(1 << 20),
         })
     }
 

@@ -1,4 +1,5 @@
-//! Periodic clean-up of rows whose time is over: `request_id` keys older than 24 hours. Every
+//! Periodic clean-up of rows whose time is over: `request_id` keys older than 24 hours, and
+//! access change-log entries older than an hour (a replica further behind reloads). Every
 //! replica runs it; the deletes are idempotent, so replicas running it at once do no harm.
 
 use std::time::Duration;
@@ -13,7 +14,12 @@ pub const EVERY: Duration = Duration::from_secs(3600);
 
 /// One pass; returns how many rows it deleted.
 pub async fn run_once(store: &Store, clock: &SharedClock) -> anyhow::Result<u64> {
-    Ok(store.delete_expired_requests(clock.now()).await?)
+    let now = clock.now();
+    let requests = store.delete_expired_requests(now).await?;
+    let changes = store
+        .prune_access_changes(now - chrono::Duration::hours(1))
+        .await?;
+    Ok(requests + changes)
 }
 
 /// Runs a pass every `EVERY` (the first after one period, so start-up is not slowed) until

@@ -109,6 +109,17 @@ pub async fn serve(
         },
         worker_stop.clone(),
     );
+    // The feed of access changes from other replicas (PostgreSQL). A tick every quarter of the
+    // staleness bound proves the feed current well within it.
+    let access_feed = app.store.has_feed().then(|| {
+        let cache = app.access.cache().clone();
+        let tick = (app.config.access_staleness / 4).max(std::time::Duration::from_millis(50));
+        app.store.listen(
+            tick,
+            std::sync::Arc::new(move |event| cache.hear(event)),
+            worker_stop.clone(),
+        )
+    });
     let housekeeping =
         crate::housekeeping::spawn(app.store.clone(), app.clock.clone(), worker_stop);
 
@@ -169,6 +180,9 @@ pub async fn serve(
     monitor.abort();
     drain.abort();
     housekeeping.abort();
+    if let Some(feed) = access_feed {
+        feed.abort();
+    }
     // Let a delivery pass under way record what it sent, so a restart does not leave claimed
     // emails to be sent again after their lease. (Aborting the drain task above dropped the
     // worker's stop sender, which stops it too when the server ended without a signal.)

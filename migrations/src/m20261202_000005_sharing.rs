@@ -19,8 +19,8 @@ impl MigrationTrait for Migration {
                     .table("shares")
                     .col(uuid("account_id"))
                     .col(uuid("id"))
-                    // file | folder | collection
-                    .col(string_len("resource_type", 16))
+                    // 1 file, 2 folder, 3 collection (the API's numbers, so the API's order)
+                    .col(small_integer("resource_type"))
                     .col(string_len("resource_id", 256))
                     // user | group
                     .col(string_len("subject_type", 8))

@@ -13,6 +13,7 @@ use crate::domain::actor::{Actor, MANAGE_USERS, READ_USERS};
 use crate::domain::error::DomainResult;
 use crate::domain::groups::{self as rules, CreateGroup, Group, GroupChange, group_not_found};
 use crate::domain::page::{After, ListQuery, Page, PageTokens};
+use crate::domain::sharing::{AccessChange, Subject};
 use crate::domain::users::{Member, MemberFilter, user_not_found};
 use crate::store::accounts::Counter;
 use crate::store::idempotency::Idempotency;
@@ -213,8 +214,16 @@ impl Groups {
         };
         rules::check_etag(&group, etag)?;
         tx.delete_group(account_id, group_id).await?;
+        tx.delete_shares_to(account_id, Subject::Group(group_id))
+            .await?;
         tx.add_to_counter(account_id, Counter::Groups, -1).await?;
-        let revision = tx.bump_access_revision(account_id).await?;
+        let revision = tx
+            .record_access_change(
+                account_id,
+                &[AccessChange::GroupDeleted { g: group_id }],
+                self.clock.now(),
+            )
+            .await?;
         tx.commit().await?;
         Ok(revision)
     }
@@ -240,7 +249,13 @@ impl Groups {
         let added = tx
             .add_group_members(account_id, group_id, &wanted, now)
             .await?;
-        let changed = self.finish_change(tx, account_id, group_id, added).await?;
+        let joined = AccessChange::Joined {
+            g: group_id,
+            u: user_ids.to_vec(),
+        };
+        let changed = self
+            .finish_change(tx, account_id, group_id, added, joined)
+            .await?;
         Ok(changed)
     }
 
@@ -259,7 +274,12 @@ impl Groups {
         let removed = tx
             .remove_group_members(account_id, group_id, user_ids)
             .await?;
-        self.finish_change(tx, account_id, group_id, removed).await
+        let left = AccessChange::Left {
+            g: group_id,
+            u: user_ids.to_vec(),
+        };
+        self.finish_change(tx, account_id, group_id, removed, left)
+            .await
     }
 
     /// After `changed` memberships were written: moves the group's version on when there were
@@ -270,6 +290,7 @@ impl Groups {
         account_id: Uuid,
         group_id: Uuid,
         changed: u64,
+        change: AccessChange,
     ) -> DomainResult<MembersChanged> {
         if changed > 0 {
             tx.update_group(
@@ -280,7 +301,9 @@ impl Groups {
             )
             .await?;
         }
-        let revision = tx.bump_access_revision(account_id).await?;
+        let revision = tx
+            .record_access_change(account_id, &[change], self.clock.now())
+            .await?;
         let group = group_in(&tx, account_id, group_id).await?;
         tx.commit().await?;
         Ok(MembersChanged { group, revision })

@@ -19,6 +19,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::{authenticator::Authenticator, keys::KeySet, service_tokens::ServiceTokens};
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::domain::consistency::ConsistencyTokens;
 use crate::domain::page::PageTokens;
 use crate::email::Mailer;
 use crate::store::Store;
@@ -36,6 +37,8 @@ pub struct App {
     pub groups: groups::Groups,
     pub access: access::Access,
     pub auth: auth::Auth,
+    /// Consistency tokens of writes that can change an access decision.
+    pub consistency: ConsistencyTokens,
     pub mailer: Arc<dyn Mailer>,
 }
 
@@ -61,6 +64,7 @@ impl App {
             None => None,
         };
         let pages = PageTokens::new(&secret_key);
+        let consistency = ConsistencyTokens::new(&secret_key);
         let auth = auth::Auth::new(
             google,
             store.clone(),
@@ -84,8 +88,13 @@ impl App {
             pages.clone(),
             config.public_url.clone(),
         );
-        let groups = groups::Groups::new(store.clone(), clock.clone(), pages);
-        let access = access::Access::new(store.clone());
+        let groups = groups::Groups::new(store.clone(), clock.clone(), pages.clone());
+        let cache = access::cache::AccessCache::new(
+            store.clone(),
+            config.access_staleness,
+            config.access_cache_bytes,
+        );
+        let access = access::Access::new(store.clone(), clock.clone(), pages, cache);
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -97,6 +106,7 @@ impl App {
             groups,
             access,
             auth,
+            consistency,
             mailer,
         })
     }

@@ -13,6 +13,7 @@ use crate::domain::email::Email;
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::page::{After, ListQuery, Page, PageTokens};
 use crate::domain::roles::Role;
+use crate::domain::sharing::{AccessChange, Subject};
 use crate::domain::users::{
     self as rules, CreateUser, Inviter, Member, MemberChange, MemberFilter, MembershipStatus,
     Person, UserEtag,
@@ -278,7 +279,11 @@ impl Users {
             tx.remove_from_groups(account_id, user_id).await?;
             tx.update_membership(account_id, user_id, Some(role), None, now)
                 .await?;
-            revision = Some(tx.bump_access_revision(account_id).await?);
+            let changes = [
+                AccessChange::LeftGroups { u: user_id },
+                AccessChange::member(user_id, role, member.status()),
+            ];
+            revision = Some(tx.record_access_change(account_id, &changes, now).await?);
             tx.revoke_member_sessions(user_id, account_id, "role_changed", now)
                 .await?;
         }
@@ -322,7 +327,11 @@ impl Users {
         tx.revoke_member_sessions(user_id, account_id, "removed", now)
             .await?;
         tx.add_to_counter(account_id, Counter::Users, -1).await?;
-        let revision = tx.bump_access_revision(account_id).await?;
+        tx.delete_shares_to(account_id, Subject::User(user_id))
+            .await?;
+        let revision = tx
+            .record_access_change(account_id, &[AccessChange::Removed { u: user_id }], now)
+            .await?;
         tx.commit().await?;
         Ok(Some(revision))
     }
@@ -383,7 +392,8 @@ impl Users {
             tx.update_membership(account_id, user_id, None, Some(target), now)
                 .await?;
         }
-        let revision = tx.bump_access_revision(account_id).await?;
+        let change = AccessChange::member(user_id, member.role(), target);
+        let revision = tx.record_access_change(account_id, &[change], now).await?;
         let updated = reread(&tx, account_id, user_id).await?;
         tx.commit().await?;
         Ok((updated, revision))

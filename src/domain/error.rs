@@ -36,6 +36,11 @@ pub mod reason {
     pub const GROUP_NAME_TAKEN: &str = "GROUP_NAME_TAKEN";
     pub const GROUP_LIMIT_REACHED: &str = "GROUP_LIMIT_REACHED";
 
+    // Sharing and access checks.
+    pub const SHARE_NOT_FOUND: &str = "SHARE_NOT_FOUND";
+    pub const ROOT_NOT_SHAREABLE: &str = "ROOT_NOT_SHAREABLE";
+    pub const CONSISTENCY_TOKEN_INVALID: &str = "CONSISTENCY_TOKEN_INVALID";
+
     // Login, sessions and tokens.
     pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
     pub const LOGIN_THROTTLED: &str = "LOGIN_THROTTLED";

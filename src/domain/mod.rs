@@ -6,16 +6,12 @@ pub mod access;
 pub mod accounts;
 pub mod actor;
 pub mod auth;
+pub mod consistency;
 pub mod email;
 pub mod error;
 pub mod groups;
 pub mod page;
 pub mod roles;
+pub mod sharing;
 pub mod users;
 pub mod validate;
-
-/// The consistency token of a write: the account's access revision after it. Checks that carry
-/// it are answered from data at least that fresh.
-pub fn consistency_token(revision: i64) -> String {
-    revision.to_string()
-}

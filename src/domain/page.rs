@@ -140,7 +140,8 @@ impl PageTokens {
     }
 }
 
-fn mac(key: &[u8]) -> Hmac<Sha256> {
+/// HMAC-SHA256 keyed with `key`.
+pub(super) fn mac(key: &[u8]) -> Hmac<Sha256> {
     match Hmac::<Sha256>::new_from_slice(key) {
         Ok(mac) => mac,
         // HMAC takes keys of any length.

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::app::{App, groups::Groups};
-use crate::domain::consistency_token;
+use crate::domain::consistency::ConsistencyTokens;
 use crate::domain::error::{DomainError, Violations};
 use crate::domain::groups::{self, CreateGroup, GroupChange, MAX_MEMBERS_PER_CALL};
 use crate::domain::validate;
@@ -14,12 +14,14 @@ use super::authn::actor;
 use super::convert;
 
 pub struct GroupApi {
+    tokens: ConsistencyTokens,
     groups: Groups,
 }
 
 impl GroupApi {
     pub fn new(app: &App) -> Self {
         Self {
+            tokens: app.consistency.clone(),
             groups: app.groups.clone(),
         }
     }
@@ -177,7 +179,7 @@ impl GroupService for GroupApi {
             .delete(&actor, account_id, group_id, etag, req.allow_missing)
             .await?;
         Ok(Response::new(proto::DeleteGroupResponse {
-            consistency_token: consistency_token(revision),
+            consistency_token: self.tokens.encode(account_id, revision),
         }))
     }
 
@@ -195,7 +197,7 @@ impl GroupService for GroupApi {
             .await?;
         Ok(Response::new(proto::AddGroupMembersResponse {
             group: Some(group(&changed.group)),
-            consistency_token: consistency_token(changed.revision),
+            consistency_token: self.tokens.encode(account_id, changed.revision),
         }))
     }
 
@@ -213,7 +215,7 @@ impl GroupService for GroupApi {
             .await?;
         Ok(Response::new(proto::RemoveGroupMembersResponse {
             group: Some(group(&changed.group)),
-            consistency_token: consistency_token(changed.revision),
+            consistency_token: self.tokens.encode(account_id, changed.revision),
         }))
     }
 

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::app::{App, users::Users};
 use crate::domain::actor::Actor;
-use crate::domain::consistency_token;
+use crate::domain::consistency::ConsistencyTokens;
 use crate::domain::error::{DomainError, Violations};
 use crate::domain::users::{CreateUser, MemberChange, MemberFilter, UserEtag};
 use crate::domain::validate;
@@ -15,12 +15,14 @@ use super::authn::actor;
 use super::convert;
 
 pub struct UserApi {
+    tokens: ConsistencyTokens,
     users: Users,
 }
 
 impl UserApi {
     pub fn new(app: &App) -> Self {
         Self {
+            tokens: app.consistency.clone(),
             users: app.users.clone(),
         }
     }
@@ -192,7 +194,9 @@ impl UserService for UserApi {
             .await?;
         Ok(Response::new(proto::UpdateUserResponse {
             user: Some(convert::member(&member)),
-            consistency_token: revision.map(consistency_token).unwrap_or_default(),
+            consistency_token: revision
+                .map(|r| self.tokens.encode(account_id, r))
+                .unwrap_or_default(),
         }))
     }
 
@@ -211,7 +215,9 @@ impl UserService for UserApi {
             .delete(&actor, account_id, user_id, etag, req.allow_missing)
             .await?;
         Ok(Response::new(proto::DeleteUserResponse {
-            consistency_token: revision.map(consistency_token).unwrap_or_default(),
+            consistency_token: revision
+                .map(|r| self.tokens.encode(account_id, r))
+                .unwrap_or_default(),
         }))
     }
 
@@ -316,6 +322,9 @@ impl UserApi {
             .users
             .set_disabled(actor, account_id, user_id, disable, etag)
             .await?;
-        Ok((convert::member(&member), consistency_token(revision)))
+        Ok((
+            convert::member(&member),
+            self.tokens.encode(account_id, revision),
+        ))
     }
 }

@@ -134,29 +134,4 @@ impl Tx {
             .await?;
         Ok(())
     }
-
-    /// Moves the account's access revision on (a write that can change an access decision) and
-    /// returns the new revision, the consistency token of the write.
-    pub async fn bump_access_revision(&self, id: Uuid) -> DomainResult<i64> {
-        account::Entity::update_many()
-            .col_expr(
-                account::Column::AccessRevision,
-                Expr::col(account::Column::AccessRevision).add(1),
-            )
-            .filter(account::Column::Id.eq(id))
-            .exec(self.conn())
-            .await?;
-        let revision = account::Entity::find_by_id(id)
-            .select_only()
-            .column(account::Column::AccessRevision)
-            .into_tuple::<i64>()
-            .one(self.conn())
-            .await?;
-        // The caller holds the account's lock: it cannot have gone.
-        revision.ok_or_else(|| {
-            crate::domain::error::DomainError::internal(anyhow::anyhow!(
-                "the locked account vanished"
-            ))
-        })
-    }
 }

@@ -8,6 +8,7 @@
 //! an invariant lives on it, the challenge, token or link being spent) and commits; the store's
 //! parts of it are methods of `Tx`. Rows come back as domain types: no entity leaves the store.
 
+pub mod access_changes;
 pub mod accounts;
 mod challenges;
 pub mod entities;
@@ -21,9 +22,11 @@ mod resets;
 mod select;
 mod selections;
 mod sessions;
+pub mod shares;
 mod throttle;
 pub mod users;
 
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -33,23 +36,52 @@ use sea_orm::{
     Statement, TransactionTrait, sqlx::Error as SqlxError,
 };
 
+use uuid::Uuid;
+
 use crate::config::Database;
 use crate::domain::error::{DomainError, DomainResult};
 
+/// A poisoned lock still holds consistent data here (plain lists and counters).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Told of each access revision a unit of work made, once it has committed.
+pub type OnAccessChange = Arc<dyn Fn(Uuid, i64) + Send + Sync>;
+
 /// The database handle shared by every request.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    on_access_change: Arc<OnceLock<OnAccessChange>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("db", &self.db).finish()
+    }
 }
 
 /// A unit of work: one database transaction. Dropped without `commit`, it rolls back.
 pub struct Tx {
     txn: DatabaseTransaction,
+    /// The access revisions this unit of work made, for `on_access_change` after the commit.
+    revisions: Mutex<Vec<(Uuid, i64)>>,
+    on_access_change: Option<OnAccessChange>,
 }
 
 impl Tx {
     pub async fn commit(self) -> DomainResult<()> {
-        Ok(self.txn.commit().await?)
+        self.txn.commit().await?;
+        let revisions = std::mem::take(&mut *lock(&self.revisions));
+        if let Some(tell) = &self.on_access_change {
+            for (account_id, revision) in revisions {
+                tell(account_id, revision);
+            }
+        }
+        Ok(())
     }
 
     fn conn(&self) -> &DatabaseTransaction {
@@ -99,7 +131,16 @@ impl Store {
             db.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
                 .await?;
         }
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            on_access_change: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Sets who is told of the access revisions units of work commit (once; later calls are
+    /// ignored): the replica's access data, so the replica that made a change sees it at once.
+    pub fn on_access_change(&self, tell: OnAccessChange) {
+        let _ = self.on_access_change.set(tell);
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -110,6 +151,8 @@ impl Store {
     pub async fn begin(&self) -> DomainResult<Tx> {
         Ok(Tx {
             txn: self.db.begin().await?,
+            revisions: Mutex::new(Vec::new()),
+            on_access_change: self.on_access_change.get().cloned(),
         })
     }
 

@@ -401,6 +401,18 @@ impl TestServer {
         .exec(self.app.store.connection())
         .await
         .unwrap();
+        // As accepting the invitation does: the access data of every replica learns of it.
+        let role = identity::grpc::convert::role_from_proto(user.role).expect("user with a role");
+        let change = identity::domain::sharing::AccessChange::member(
+            user.id.parse().unwrap(),
+            role,
+            identity::domain::users::MembershipStatus::Active,
+        );
+        let tx = self.app.store.begin().await.unwrap();
+        tx.record_access_change(user.account_id.parse().unwrap(), &[change], now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
     }
 
     pub async fn give_password(&self, user_id: &str) {

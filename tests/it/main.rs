@@ -17,4 +17,5 @@ mod google;
 mod groups;
 mod health;
 mod pg_only;
+mod sharing;
 mod users;

@@ -10,6 +10,7 @@ use crate::domain::auth::{
     ActiveMembership, Client, FirstFactor, GoogleCredential, LoginOutcome, NextStep,
 };
 use crate::domain::error::{DomainError, DomainResult, reason};
+use crate::domain::sharing::AccessChange;
 use crate::domain::users::{MembershipStatus, Person};
 
 fn no_matching_user() -> DomainError {
@@ -87,10 +88,23 @@ impl Auth {
         if choice.membership.status != MembershipStatus::Invited {
             return Ok(choice);
         }
+        let now = self.clock.now();
+        let account_id = choice.account.id;
         let tx = self.store.begin().await?;
-        tx.activate_membership(choice.account.id, person.id, self.clock.now())
+        tx.lock_account(account_id).await?;
+        if tx.activate_membership(account_id, person.id, now).await? {
+            tx.delete_invitation(account_id, person.id).await?;
+            tx.record_access_change(
+                account_id,
+                &[AccessChange::member(
+                    person.id,
+                    choice.membership.role,
+                    MembershipStatus::Active,
+                )],
+                now,
+            )
             .await?;
-        tx.delete_invitation(choice.account.id, person.id).await?;
+        }
         tx.commit().await?;
         choice.membership.status = MembershipStatus::Active;
         Ok(choice)

@@ -10,7 +10,8 @@ use crate::domain::auth::{
     Client, FirstFactor, InvitationView, IssuedSession, invalid_credentials,
 };
 use crate::domain::error::{DomainError, DomainResult};
-use crate::domain::users::{Member, user_not_found};
+use crate::domain::sharing::AccessChange;
+use crate::domain::users::{Member, MembershipStatus, user_not_found};
 
 impl Auth {
     /// Describes an invitation link.
@@ -67,10 +68,22 @@ impl Auth {
                 .map_err(|e| DomainError::invalid("password", e))?;
             Some(self.hasher.hash(&password).await?)
         };
-        let tx = self.store.begin().await?;
-        let invitation = tx
-            .lock_invitation(&hash_of(token))
+        // The account is locked before the invitation, the order every write of the account
+        // takes (the access revision lives on the account row).
+        let hash = hash_of(token);
+        let peeked = self
+            .store
+            .find_invitation_by_token(&hash)
             .await?
+            .ok_or_else(invitation_invalid)?;
+        let tx = self.store.begin().await?;
+        tx.lock_account(peeked.account_id)
+            .await?
+            .ok_or_else(invitation_invalid)?;
+        let invitation = tx
+            .lock_invitation(&hash)
+            .await?
+            .filter(|invitation| invitation.account_id == peeked.account_id)
             .ok_or_else(invitation_invalid)?;
         let (account_id, user_id) = (invitation.account_id, invitation.user_id);
         check_invitation(&invitation, tx.member(account_id, user_id).await?, now)?;
@@ -89,6 +102,16 @@ impl Auth {
             .active_membership(user_id, account_id)
             .await?
             .ok_or_else(invitation_invalid)?;
+        tx.record_access_change(
+            account_id,
+            &[AccessChange::member(
+                user_id,
+                choice.membership.role,
+                MembershipStatus::Active,
+            )],
+            now,
+        )
+        .await?;
         tx.commit().await?;
         let factor = FirstFactor::InvitationLink;
         let session = self

@@ -7,7 +7,7 @@ pub struct Model {
     pub account_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub resource_type: String,
+    pub resource_type: i16,
     pub resource_id: String,
     pub subject_type: String,
     pub subject_id: Uuid,
