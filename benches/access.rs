@@ -1026,7 +1026,7 @@ async fn seed(
                 "INSERT INTO shares (account_id, id, resource_type, resource_id, subject_type, \
                  subject_id, level, created_by, created_at, updated_at) \
                  SELECT $1, gen_random_uuid(), \
-                   CASE WHEN k < 8 THEN 'folder' WHEN k < 19 THEN 'file' ELSE 'collection' END, \
+                   CASE WHEN k < 8 THEN 2 WHEN k < 19 THEN 1 ELSE 3 END, \
                    lpad(to_hex(1700000000 + r / 64), 8, '0') || '{machine}' || lpad(to_hex(r), 6, '0'), \
                    CASE WHEN s = 0 OR s >= 53 THEN 'user' ELSE 'group' END, \
                    CASE WHEN s = 0 THEN $2 \
@@ -1139,7 +1139,8 @@ async fn side(store: &Store, seeded: &Seeded, rng: &mut StdRng) -> anyhow::Resul
             .query_all_raw(Statement::from_string(
                 db.get_database_backend(),
                 format!(
-                    "SELECT resource_type, resource_id, level FROM shares WHERE account_id = '{}' \
+                    "SELECT CASE resource_type WHEN 1 THEN 'file' WHEN 2 THEN 'folder' \
+                     ELSE 'collection' END, resource_id, level FROM shares WHERE account_id = '{}' \
                      AND subject_id IN ({subjects}) AND resource_id IN ({ids})",
                     seeded.account_id
                 ),

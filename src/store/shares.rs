@@ -213,9 +213,8 @@ impl Store {
         let (Some(first), Some(last)) = (page.first(), page.last()) else {
             return Ok(Vec::new());
         };
-        let bound = |(kind, id): &(i16, String)| {
-            Expr::tuple([Expr::value(*kind), Expr::value(id.clone())])
-        };
+        let bound =
+            |(kind, id): &(i16, String)| Expr::tuple([Expr::value(*kind), Expr::value(id.clone())]);
         let columns = || {
             Expr::tuple([
                 Expr::col(share::Column::ResourceType),

@@ -169,3 +169,143 @@ async fn production_mode_refuses_an_unmigrated_database_and_prints_no_secrets() 
     let _ = Duration::ZERO;
     let _ = proto::GetJwksRequest {};
 }
+
+/// Two replicas of the service on one database, and an account with a Restricted member on the
+/// first. The staleness bound is the default, 1 s.
+async fn two_replicas() -> (crate::sharing::Acme, TestServer, Arc<TestDb>) {
+    let db = Arc::new(TestDb::postgres().await);
+    let a = TestServer::start_on(db.clone(), |_| {}).await;
+    let b = TestServer::start_on(db.clone(), |_| {}).await;
+    (crate::sharing::Acme::on(a).await, b, db)
+}
+
+/// The level of `user_id` on a file under folder `shared`, asked of `server` with `token`.
+async fn level_on(
+    server: &TestServer,
+    acme: &crate::sharing::Acme,
+    token: &str,
+) -> proto::AccessLevel {
+    let response = crate::sharing::access(server)
+        .check_access(with_token(
+            DAM,
+            proto::CheckAccessRequest {
+                account_id: acme.account.clone(),
+                user_id: acme.rita.id.clone(),
+                target: Some(proto::check_access_request::Target::Resource(
+                    crate::sharing::placed(crate::sharing::file("f"), &["shared"]),
+                )),
+                consistency_token: token.to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    proto::AccessLevel::try_from(response.level).unwrap()
+}
+
+async fn revoke(acme: &crate::sharing::Acme, share: &str) -> String {
+    crate::sharing::access(&acme.server)
+        .revoke_share(with_token(
+            DAM,
+            proto::RevokeShareRequest {
+                account_id: acme.account.clone(),
+                share_id: share.to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .consistency_token
+}
+
+/// The default staleness bound, and a moment past it (a margin for a busy machine).
+const BOUND: Duration = Duration::from_millis(1000);
+const PAST_BOUND: Duration = Duration::from_millis(BOUND.as_millis() as u64 + 300);
+
+#[tokio::test]
+async fn a_revoke_on_one_replica_is_seen_on_another_with_its_token_at_once_and_within_the_bound_without()
+ {
+    let (acme, b, _db) = two_replicas().await;
+    let shared = crate::sharing::folder("shared");
+    let (share, token) = acme
+        .share(
+            shared.clone(),
+            crate::sharing::to_user(&acme.rita.id),
+            proto::AccessLevel::Manage,
+        )
+        .await;
+    // B loads the account with the share.
+    assert_eq!(
+        level_on(&b, &acme, &token).await,
+        proto::AccessLevel::Manage
+    );
+    assert_eq!(level_on(&b, &acme, "").await, proto::AccessLevel::Manage);
+
+    // With the revoke's token, B answers from data at least that fresh: denied at once.
+    let revoked = revoke(&acme, &share).await;
+    assert_eq!(
+        level_on(&b, &acme, &revoked).await,
+        proto::AccessLevel::None
+    );
+    // The replica that made the change sees it at once, without a token.
+    let (share, _) = acme
+        .share(
+            shared.clone(),
+            crate::sharing::to_user(&acme.rita.id),
+            proto::AccessLevel::View,
+        )
+        .await;
+    assert_eq!(
+        level_on(&acme.server, &acme, "").await,
+        proto::AccessLevel::View
+    );
+
+    // Without a token, B is never staler than the bound.
+    revoke(&acme, &share).await;
+    tokio::time::sleep(PAST_BOUND).await;
+    assert_eq!(level_on(&b, &acme, "").await, proto::AccessLevel::None);
+}
+
+#[tokio::test]
+async fn a_dropped_listen_connection_does_not_leave_a_replica_stale_past_the_bound() {
+    let (acme, b, db) = two_replicas().await;
+    let (share, token) = acme
+        .share(
+            crate::sharing::folder("shared"),
+            crate::sharing::to_user(&acme.rita.id),
+            proto::AccessLevel::Contribute,
+        )
+        .await;
+    assert_eq!(
+        level_on(&b, &acme, &token).await,
+        proto::AccessLevel::Contribute
+    );
+
+    // Kill every LISTEN connection: a change made before a replica listens again is never
+    // notified to it.
+    let admin = sea_orm::Database::connect(
+        std::env::var("IDENTITY_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+    )
+    .await
+    .unwrap();
+    let name = db.pg_name().unwrap().to_owned();
+    let killed = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND query ILIKE 'LISTEN%'"
+            ),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 2, "both replicas listen");
+    revoke(&acme, &share).await;
+
+    // B keeps answering, and within the bound it has caught up by polling.
+    tokio::time::sleep(PAST_BOUND).await;
+    assert_eq!(level_on(&b, &acme, "").await, proto::AccessLevel::None);
+}

@@ -163,15 +163,28 @@ impl Acme {
 async fn a_folder_share_to_a_group_reaches_its_members_below_it_until_revoked() {
     let acme = Acme::start().await;
     let below = placed(file("photo-1"), &["summer", "campaigns"]);
-    assert_eq!(acme.level(&acme.rita.id, below.clone(), "").await, AccessLevel::None);
+    assert_eq!(
+        acme.level(&acme.rita.id, below.clone(), "").await,
+        AccessLevel::None
+    );
 
     let (share, token) = acme
-        .share(folder("campaigns"), to_group(&acme.group), AccessLevel::Contribute)
+        .share(
+            folder("campaigns"),
+            to_group(&acme.group),
+            AccessLevel::Contribute,
+        )
         .await;
-    assert_eq!(acme.level(&acme.rita.id, below.clone(), &token).await, AccessLevel::Contribute);
+    assert_eq!(
+        acme.level(&acme.rita.id, below.clone(), &token).await,
+        AccessLevel::Contribute
+    );
     // Elsewhere in the tree: nothing.
     let elsewhere = placed(file("photo-2"), &["archive"]);
-    assert_eq!(acme.level(&acme.rita.id, elsewhere, &token).await, AccessLevel::None);
+    assert_eq!(
+        acme.level(&acme.rita.id, elsewhere, &token).await,
+        AccessLevel::None
+    );
 
     let revoked = access(&acme.server)
         .revoke_share(with_token(
@@ -186,7 +199,8 @@ async fn a_folder_share_to_a_group_reaches_its_members_below_it_until_revoked() 
         .unwrap()
         .into_inner();
     assert_eq!(
-        acme.level(&acme.rita.id, below, &revoked.consistency_token).await,
+        acme.level(&acme.rita.id, below, &revoked.consistency_token)
+            .await,
         AccessLevel::None
     );
     // Revoking again: not found, unless allowed to be missing.
@@ -247,7 +261,8 @@ async fn sharing_again_replaces_the_level_and_a_lower_share_never_lowers() {
         .share(file("f"), to_group(&acme.group), AccessLevel::Manage)
         .await;
     assert_eq!(
-        acme.level(&acme.rita.id, placed(file("f"), &["a"]), &token).await,
+        acme.level(&acme.rita.id, placed(file("f"), &["a"]), &token)
+            .await,
         AccessLevel::Manage
     );
     acme.share(folder("b"), to_user(&acme.rita.id), AccessLevel::Manage)
@@ -256,7 +271,8 @@ async fn sharing_again_replaces_the_level_and_a_lower_share_never_lowers() {
         .share(file("g"), to_user(&acme.rita.id), AccessLevel::View)
         .await;
     assert_eq!(
-        acme.level(&acme.rita.id, placed(file("g"), &["b"]), &token).await,
+        acme.level(&acme.rita.id, placed(file("g"), &["b"]), &token)
+            .await,
         AccessLevel::Manage
     );
 }
@@ -269,16 +285,24 @@ async fn collections_owners_roles_and_inactive_members() {
         id: "best-of".into(),
     };
     let (_, token) = acme
-        .share(collection.clone(), to_user(&acme.rita.id), AccessLevel::Contribute)
+        .share(
+            collection.clone(),
+            to_user(&acme.rita.id),
+            AccessLevel::Contribute,
+        )
         .await;
     let in_collection = ResourceCheck {
         resource: Some(file("f")),
         collection_ids: vec!["best-of".into()],
         ..Default::default()
     };
-    assert_eq!(acme.level(&acme.rita.id, in_collection, &token).await, AccessLevel::View);
     assert_eq!(
-        acme.level(&acme.rita.id, placed(collection, &[]), &token).await,
+        acme.level(&acme.rita.id, in_collection, &token).await,
+        AccessLevel::View
+    );
+    assert_eq!(
+        acme.level(&acme.rita.id, placed(collection, &[]), &token)
+            .await,
         AccessLevel::Contribute
     );
     let owned = ResourceCheck {
@@ -286,7 +310,10 @@ async fn collections_owners_roles_and_inactive_members() {
         owner_user_id: acme.rita.id.clone(),
         ..Default::default()
     };
-    assert_eq!(acme.level(&acme.rita.id, owned, &token).await, AccessLevel::Manage);
+    assert_eq!(
+        acme.level(&acme.rita.id, owned, &token).await,
+        AccessLevel::Manage
+    );
 
     // Roles give their level everywhere; Finance none.
     for (role, level) in [
@@ -325,9 +352,15 @@ async fn collections_owners_roles_and_inactive_members() {
         .into_inner()
         .user
         .unwrap();
-    assert_eq!(acme.level(&invited.id, placed(file("any"), &[]), "").await, AccessLevel::None);
+    assert_eq!(
+        acme.level(&invited.id, placed(file("any"), &[]), "").await,
+        AccessLevel::None
+    );
     let stranger = uuid::Uuid::new_v4().to_string();
-    assert_eq!(acme.level(&stranger, placed(file("any"), &[]), "").await, AccessLevel::None);
+    assert_eq!(
+        acme.level(&stranger, placed(file("any"), &[]), "").await,
+        AccessLevel::None
+    );
 }
 
 #[tokio::test]
@@ -387,7 +420,11 @@ async fn bad_shares_are_refused_with_their_fields() {
         )
     };
     let root = access(&acme.server)
-        .share_resource(share(Some(folder("root")), to_user(&acme.rita.id), AccessLevel::View))
+        .share_resource(share(
+            Some(folder("root")),
+            to_user(&acme.rita.id),
+            AccessLevel::View,
+        ))
         .await;
     let status = assert_error(root, Code::InvalidArgument, "ROOT_NOT_SHAREABLE");
     assert_eq!(violated_fields(&status), ["resource.id"]);
@@ -415,7 +452,10 @@ async fn bad_shares_are_refused_with_their_fields() {
         .await;
     for (subject, field) in [
         (to_user(&other_admin.id), "subject.user_id"),
-        (to_group(&uuid::Uuid::new_v4().to_string()), "subject.group_id"),
+        (
+            to_group(&uuid::Uuid::new_v4().to_string()),
+            "subject.group_id",
+        ),
     ] {
         let status = assert_error(
             access(&acme.server)
@@ -448,7 +488,11 @@ async fn who_may_share_check_and_explain() {
     let server = &acme.server;
     let rita = server.token_for(&acme.rita).await;
     let viewer = server
-        .add_member(&acme.account, "viewer@acme.test", Role::MediaLibraryViewOnly)
+        .add_member(
+            &acme.account,
+            "viewer@acme.test",
+            Role::MediaLibraryViewOnly,
+        )
         .await;
     let viewer_token = server.token_for(&viewer).await;
     let request = |placement: Option<ResourcePlacement>| ShareResourceRequest {
@@ -587,7 +631,10 @@ async fn consistency_tokens_are_bound_to_their_account_and_unforgeable() {
     let (_, token) = acme
         .share(file("f"), to_user(&acme.rita.id), AccessLevel::View)
         .await;
-    let (other, _) = acme.server.create_account("Other", "admin@other.test").await;
+    let (other, _) = acme
+        .server
+        .create_account("Other", "admin@other.test")
+        .await;
     let ask = |account: &str, token: &str| CheckAccessRequest {
         account_id: account.to_owned(),
         user_id: acme.rita.id.clone(),
@@ -621,7 +668,10 @@ async fn consistency_tokens_are_bound_to_their_account_and_unforgeable() {
     assert!(answered.allowed);
     assert!(!answered.consistency_token.is_empty());
     access(&acme.server)
-        .check_access(with_token(DAM, ask(&acme.account, &answered.consistency_token)))
+        .check_access(with_token(
+            DAM,
+            ask(&acme.account, &answered.consistency_token),
+        ))
         .await
         .unwrap();
 }
@@ -759,7 +809,10 @@ async fn removing_a_user_deletes_their_shares_and_a_role_change_keeps_them() {
 
     // A role change takes Rita out of her group and keeps her direct share (View-only and
     // back, to stay Restricted).
-    for role in [proto::Role::MediaLibraryViewOnly, proto::Role::MediaLibraryRestricted] {
+    for role in [
+        proto::Role::MediaLibraryViewOnly,
+        proto::Role::MediaLibraryRestricted,
+    ] {
         server
             .users()
             .update_user(with_token(
@@ -797,13 +850,19 @@ async fn removing_a_user_deletes_their_shares_and_a_role_change_keeps_them() {
         .iter()
         .map(|r| r.resource.clone().unwrap().id)
         .collect();
-    assert_eq!(shared, ["direct"], "the group's folder is gone, the direct share stays");
     assert_eq!(
-        acme.level(&acme.rita.id, placed(file("x"), &["g"]), "").await,
+        shared,
+        ["direct"],
+        "the group's folder is gone, the direct share stays"
+    );
+    assert_eq!(
+        acme.level(&acme.rita.id, placed(file("x"), &["g"]), "")
+            .await,
         AccessLevel::None
     );
     assert_eq!(
-        acme.level(&acme.rita.id, placed(file("direct"), &[]), "").await,
+        acme.level(&acme.rita.id, placed(file("direct"), &[]), "")
+            .await,
         AccessLevel::View
     );
 
@@ -866,7 +925,8 @@ async fn deleting_a_group_deletes_its_shares_and_disabling_answers_none() {
         .share(file("d"), to_user(&acme.rita.id), AccessLevel::Manage)
         .await;
     assert_eq!(
-        acme.level(&acme.rita.id, placed(file("x"), &["g"]), &token).await,
+        acme.level(&acme.rita.id, placed(file("x"), &["g"]), &token)
+            .await,
         AccessLevel::Manage
     );
     let deleted = server
@@ -883,8 +943,12 @@ async fn deleting_a_group_deletes_its_shares_and_disabling_answers_none() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        acme.level(&acme.rita.id, placed(file("x"), &["g"]), &deleted.consistency_token)
-            .await,
+        acme.level(
+            &acme.rita.id,
+            placed(file("x"), &["g"]),
+            &deleted.consistency_token
+        )
+        .await,
         AccessLevel::None
     );
     let listed = access(server)
@@ -915,8 +979,12 @@ async fn deleting_a_group_deletes_its_shares_and_disabling_answers_none() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        acme.level(&acme.rita.id, placed(file("d"), &[]), &disabled.consistency_token)
-            .await,
+        acme.level(
+            &acme.rita.id,
+            placed(file("d"), &[]),
+            &disabled.consistency_token
+        )
+        .await,
         AccessLevel::None
     );
     let enabled = server
@@ -933,8 +1001,12 @@ async fn deleting_a_group_deletes_its_shares_and_disabling_answers_none() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        acme.level(&acme.rita.id, placed(file("d"), &[]), &enabled.consistency_token)
-            .await,
+        acme.level(
+            &acme.rita.id,
+            placed(file("d"), &[]),
+            &enabled.consistency_token
+        )
+        .await,
         AccessLevel::Manage
     );
 }
@@ -945,15 +1017,27 @@ async fn lists_page_by_keyset_and_filter_by_type() {
     let server = &acme.server;
     // 5 files and 3 folders reach Rita, directly or through her group; one file both ways.
     for i in 0..5 {
-        acme.share(file(&format!("file-{i}")), to_user(&acme.rita.id), AccessLevel::View)
-            .await;
+        acme.share(
+            file(&format!("file-{i}")),
+            to_user(&acme.rita.id),
+            AccessLevel::View,
+        )
+        .await;
     }
     for i in 0..3 {
-        acme.share(folder(&format!("folder-{i}")), to_group(&acme.group), AccessLevel::Manage)
-            .await;
-    }
-    acme.share(file("file-2"), to_group(&acme.group), AccessLevel::Contribute)
+        acme.share(
+            folder(&format!("folder-{i}")),
+            to_group(&acme.group),
+            AccessLevel::Manage,
+        )
         .await;
+    }
+    acme.share(
+        file("file-2"),
+        to_group(&acme.group),
+        AccessLevel::Contribute,
+    )
+    .await;
     let mut seen = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -1111,8 +1195,12 @@ async fn one_accounts_shares_never_reach_another() {
         .server
         .create_account("Other", "admin@other.test")
         .await;
-    acme.share(folder("shared"), to_user(&acme.rita.id), AccessLevel::Manage)
-        .await;
+    acme.share(
+        folder("shared"),
+        to_user(&acme.rita.id),
+        AccessLevel::Manage,
+    )
+    .await;
     // The same DAM ids in the other account: nothing.
     let response = access(&acme.server)
         .check_access(with_token(
@@ -1174,4 +1262,373 @@ async fn one_accounts_shares_never_reach_another() {
         "SHARE_NOT_FOUND",
     );
     let _ = other_admin;
+}
+
+/// A reference evaluation of SPEC section 4 straight from the database's rows, written apart
+/// from the service's arithmetic.
+async fn reference_level(
+    server: &TestServer,
+    account: &str,
+    user: &str,
+    check: &ResourceCheck,
+) -> AccessLevel {
+    use identity::store::entities::{group_member, membership, share};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let db = server.app.store.connection();
+    let account: uuid::Uuid = account.parse().unwrap();
+    let user: uuid::Uuid = user.parse().unwrap();
+    let Some(member) = membership::Entity::find_by_id((account, user))
+        .one(db)
+        .await
+        .unwrap()
+    else {
+        return AccessLevel::None;
+    };
+    if member.status != membership::StoredStatus::Active {
+        return AccessLevel::None;
+    }
+    use membership::StoredRole::*;
+    match member.role {
+        AccountAdministrator | Developer | MediaLibraryFullAccess => return AccessLevel::Manage,
+        MediaLibraryViewOnly => return AccessLevel::View,
+        Finance => return AccessLevel::None,
+        MediaLibraryRestricted => {}
+    }
+    let groups: Vec<uuid::Uuid> = group_member::Entity::find()
+        .filter(group_member::Column::AccountId.eq(account))
+        .filter(group_member::Column::UserId.eq(user))
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.group_id)
+        .collect();
+    let shares = share::Entity::find()
+        .filter(share::Column::AccountId.eq(account))
+        .all(db)
+        .await
+        .unwrap();
+    let reaches = |s: &share::Model| {
+        (s.subject_type == "user" && s.subject_id == user)
+            || (s.subject_type == "group" && groups.contains(&s.subject_id))
+    };
+    let level_of = |s: &share::Model| match s.level.as_str() {
+        "view" => AccessLevel::View,
+        "contribute" => AccessLevel::Contribute,
+        "manage" => AccessLevel::Manage,
+        other => panic!("level {other}"),
+    };
+    let resource = check.resource.clone().unwrap();
+    let mut best = AccessLevel::None;
+    if check.owner_user_id == user.to_string() {
+        best = AccessLevel::Manage;
+    }
+    for s in shares.iter().filter(|s| reaches(s)) {
+        let on_itself =
+            i32::from(s.resource_type) == resource.r#type && s.resource_id == resource.id;
+        let on_ancestor = s.resource_type == 2
+            && s.resource_id != "root"
+            && check.ancestor_folder_ids.contains(&s.resource_id);
+        let on_collection = s.resource_type == 3 && check.collection_ids.contains(&s.resource_id);
+        let level = if on_itself || on_ancestor {
+            level_of(s)
+        } else if on_collection {
+            AccessLevel::View
+        } else {
+            AccessLevel::None
+        };
+        best = best.max(level);
+    }
+    best
+}
+
+#[tokio::test]
+async fn a_batch_equals_single_checks_equals_a_reference_from_the_database() {
+    use rand::{Rng, SeedableRng, seq::SliceRandom};
+    let seed = std::env::var("IDENTITY_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    println!("IDENTITY_TEST_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let acme = Acme::start().await;
+    let server = &acme.server;
+
+    // Members of every kind, a disabled one, and groups with random members.
+    let mut users = vec![acme.rita.id.clone()];
+    for (i, role) in [
+        Role::MediaLibraryRestricted,
+        Role::MediaLibraryRestricted,
+        Role::MediaLibraryRestricted,
+        Role::MediaLibraryViewOnly,
+        Role::Finance,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        users.push(
+            server
+                .add_member(&acme.account, &format!("u{i}@acme.test"), role)
+                .await
+                .id,
+        );
+    }
+    server
+        .users()
+        .disable_user(with_token(
+            &acme.admin,
+            proto::DisableUserRequest {
+                account_id: acme.account.clone(),
+                user_id: users[3].clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let mut groups = vec![acme.group.clone()];
+    for name in ["Design", "Sales", "Legal"] {
+        let group = server
+            .groups()
+            .create_group(with_token(
+                &acme.admin,
+                proto::CreateGroupRequest {
+                    account_id: acme.account.clone(),
+                    name: name.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .group
+            .unwrap()
+            .id;
+        let members: Vec<String> = users
+            .iter()
+            .filter(|_| rng.gen_bool(0.5))
+            .cloned()
+            .collect();
+        if !members.is_empty() {
+            server
+                .groups()
+                .add_group_members(with_token(
+                    &acme.admin,
+                    proto::AddGroupMembersRequest {
+                        account_id: acme.account.clone(),
+                        group_id: group.clone(),
+                        user_ids: members,
+                    },
+                ))
+                .await
+                .unwrap();
+        }
+        groups.push(group);
+    }
+
+    // Random shares over a small tree, some replaced, some revoked.
+    let folders: Vec<String> = (0..8).map(|i| format!("folder{i}")).collect();
+    let files: Vec<String> = (0..12).map(|i| format!("file{i}")).collect();
+    let collections: Vec<String> = (0..4).map(|i| format!("coll{i}")).collect();
+    let levels = [
+        AccessLevel::View,
+        AccessLevel::Contribute,
+        AccessLevel::Manage,
+    ];
+    let mut made = Vec::new();
+    let mut token = String::new();
+    for _ in 0..60 {
+        let resource = match rng.gen_range(0..3) {
+            0 => folder(folders.choose(&mut rng).unwrap()),
+            1 => file(files.choose(&mut rng).unwrap()),
+            _ => ResourceRef {
+                r#type: ResourceType::Collection as i32,
+                id: collections.choose(&mut rng).unwrap().clone(),
+            },
+        };
+        let subject = if rng.gen_bool(0.5) {
+            to_user(users.choose(&mut rng).unwrap())
+        } else {
+            to_group(groups.choose(&mut rng).unwrap())
+        };
+        let (id, t) = acme
+            .share(resource, subject, *levels.choose(&mut rng).unwrap())
+            .await;
+        made.push(id);
+        token = t;
+    }
+    for share in made.choose_multiple(&mut rng, 10) {
+        token = access(server)
+            .revoke_share(with_token(
+                DAM,
+                RevokeShareRequest {
+                    account_id: acme.account.clone(),
+                    share_id: share.clone(),
+                    allow_missing: true,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .consistency_token;
+    }
+
+    // 1,000 random checks.
+    let mut items = Vec::new();
+    for _ in 0..1000 {
+        let user = users.choose(&mut rng).unwrap().clone();
+        let in_collections = rng.gen_range(0..3);
+        let depth = rng.gen_range(0..4);
+        let (resource, collection_ids) = match rng.gen_range(0..3) {
+            0 => (
+                file(files.choose(&mut rng).unwrap()),
+                collections
+                    .choose_multiple(&mut rng, in_collections)
+                    .cloned()
+                    .collect(),
+            ),
+            1 => (folder(folders.choose(&mut rng).unwrap()), Vec::new()),
+            _ => (
+                ResourceRef {
+                    r#type: ResourceType::Collection as i32,
+                    id: collections.choose(&mut rng).unwrap().clone(),
+                },
+                Vec::new(),
+            ),
+        };
+        let mut ancestors: Vec<String> =
+            folders.choose_multiple(&mut rng, depth).cloned().collect();
+        if rng.gen_bool(0.2) {
+            ancestors.push("root".into());
+        }
+        let owner_user_id = if rng.gen_bool(0.1) {
+            users.choose(&mut rng).unwrap().clone()
+        } else {
+            String::new()
+        };
+        items.push(CheckAccessItem {
+            user_id: user,
+            target: Some(proto::check_access_item::Target::Resource(ResourceCheck {
+                resource: Some(resource),
+                ancestor_folder_ids: ancestors,
+                collection_ids,
+                owner_user_id,
+            })),
+            required_level: *[0, 2, 3, 4].choose(&mut rng).unwrap(),
+        });
+    }
+    let batch = access(server)
+        .batch_check_access(with_token(
+            DAM,
+            BatchCheckAccessRequest {
+                account_id: acme.account.clone(),
+                consistency_token: token.clone(),
+                items: items.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(batch.len(), 1000);
+    let mut disagreements = Vec::new();
+    for (i, (item, batched)) in items.iter().zip(&batch).enumerate() {
+        let Some(proto::check_access_item::Target::Resource(check)) = &item.target else {
+            unreachable!()
+        };
+        let single = access(server)
+            .check_access(with_token(
+                DAM,
+                CheckAccessRequest {
+                    account_id: acme.account.clone(),
+                    user_id: item.user_id.clone(),
+                    target: Some(proto::check_access_request::Target::Resource(check.clone())),
+                    required_level: item.required_level,
+                    consistency_token: token.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let reference = reference_level(server, &acme.account, &item.user_id, check).await;
+        let required = if item.required_level == 0 {
+            AccessLevel::View
+        } else {
+            AccessLevel::try_from(item.required_level).unwrap()
+        };
+        let expected = (
+            reference >= required && reference > AccessLevel::None,
+            reference as i32,
+        );
+        if (batched.allowed, batched.level) != expected
+            || (single.allowed, single.level) != expected
+        {
+            disagreements.push((i, item.clone(), *batched, single, reference));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "seed {seed}: {} disagreements, first: {:?}",
+        disagreements.len(),
+        disagreements.first()
+    );
+}
+
+#[tokio::test]
+async fn the_memory_budget_evicts_accounts_and_reloads_them_correctly() {
+    // A budget smaller than any account: each load evicts every other account.
+    let server = TestServer::start_on(std::sync::Arc::new(TestDb::new().await), |config| {
+        config.access_cache_bytes = 1;
+    })
+    .await;
+    let acme = Acme::on(server).await;
+    let (other, other_admin) = acme
+        .server
+        .create_account("Other", "admin@other.test")
+        .await;
+    acme.server.activate(&other_admin).await;
+    let (_, token) = acme
+        .share(folder("a"), to_user(&acme.rita.id), AccessLevel::Contribute)
+        .await;
+    let cache = acme.server.app.access.cache().clone();
+    assert_eq!(
+        acme.level(&acme.rita.id, placed(file("x"), &["a"]), &token)
+            .await,
+        AccessLevel::Contribute
+    );
+    assert_eq!(cache.accounts_held(), 1);
+    // Another account's check evicts Acme's data...
+    let response = access(&acme.server)
+        .check_access(with_token(
+            DAM,
+            CheckAccessRequest {
+                account_id: other.id.clone(),
+                user_id: other_admin.id.clone(),
+                target: Some(proto::check_access_request::Target::Resource(placed(
+                    file("x"),
+                    &[],
+                ))),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.level, AccessLevel::Manage as i32);
+    assert_eq!(cache.accounts_held(), 1);
+    // ...which is reloaded, right, at its next check (a change made meanwhile included).
+    let (_, token) = acme
+        .share(folder("a"), to_group(&acme.group), AccessLevel::Manage)
+        .await;
+    assert_eq!(
+        acme.level(&acme.rita.id, placed(file("x"), &["a"]), &token)
+            .await,
+        AccessLevel::Manage
+    );
+    assert_eq!(
+        acme.level(&acme.rita.id, placed(file("x"), &["a"]), "")
+            .await,
+        AccessLevel::Manage
+    );
+    assert_eq!(cache.accounts_held(), 1);
 }
