@@ -455,6 +455,16 @@ impl NowUtc for ManualClock {
     }
 }
 
+/// The access revision a consistency token of `account_id` names.
+pub fn revision_of(server: &TestServer, account_id: &str, token: &str) -> i64 {
+    server
+        .app
+        .consistency
+        .decode(account_id.parse().unwrap(), token, "consistency_token")
+        .unwrap()
+        .expect("a consistency token")
+}
+
 /// A request carrying `authorization: Bearer <token>`.
 pub fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
