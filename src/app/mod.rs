@@ -53,11 +53,18 @@ impl App {
         mailer: Arc<dyn Mailer>,
     ) -> anyhow::Result<Self> {
         let keys = Arc::new(keys);
+        let cache = access::cache::AccessCache::new(
+            store.clone(),
+            clock.clone(),
+            config.access_token_ttl,
+            config.access_staleness,
+            config.access_cache_bytes,
+        );
         let authenticator = Arc::new(Authenticator::new(
             keys.clone(),
             service_tokens,
             clock.clone(),
-            store.clone(),
+            cache.clone(),
         ));
         let google = match &config.google {
             Some(google) => Some(Arc::new(GoogleVerifier::new(google.clone())?)),
@@ -89,11 +96,6 @@ impl App {
             config.public_url.clone(),
         );
         let groups = groups::Groups::new(store.clone(), clock.clone(), pages.clone());
-        let cache = access::cache::AccessCache::new(
-            store.clone(),
-            config.access_staleness,
-            config.access_cache_bytes,
-        );
         let access = access::Access::new(store.clone(), clock.clone(), pages, cache);
         Ok(Self {
             config: Arc::new(config),

@@ -3,16 +3,29 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
 use crate::clock::SharedClock;
 use crate::domain::actor::{Actor, PersonCaller};
-use crate::domain::auth::TokenUse;
 use crate::domain::auth::session::session_admits;
+use crate::domain::auth::{SessionStanding, TokenUse};
 use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::roles::Role;
 
 use super::keys::{AccessClaims, KeySet, TokenError};
 use super::service_tokens::ServiceTokens;
-use crate::store::Store;
+
+/// Where sessions stand: ended, or live with the member's status. The replica's access data
+/// answers it from memory.
+pub trait Sessions: Send + Sync {
+    fn standing(
+        &self,
+        session_id: Uuid,
+        account_id: Uuid,
+        user_id: Uuid,
+    ) -> BoxFuture<'_, DomainResult<SessionStanding>>;
+}
 
 /// Why an access token is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +49,7 @@ pub struct Authenticator {
     keys: Arc<KeySet>,
     services: ServiceTokens,
     clock: SharedClock,
-    store: Store,
+    sessions: Arc<dyn Sessions>,
 }
 
 impl Authenticator {
@@ -44,19 +57,20 @@ impl Authenticator {
         keys: Arc<KeySet>,
         services: ServiceTokens,
         clock: SharedClock,
-        store: Store,
+        sessions: Arc<dyn Sessions>,
     ) -> Self {
         Self {
             keys,
             services,
             clock,
-            store,
+            sessions,
         }
     }
 
     /// The one check of an access token, presented for `usage`: its signature, issuer, audience,
-    /// expiry and role, then where its session stands (one statement), which the domain judges
-    /// (`session_admits`). The caller turns a refusal into its own reasons.
+    /// expiry and role, then where its session stands (from the replica's memory, within the
+    /// access staleness bound), which the domain judges (`session_admits`). The caller turns a
+    /// refusal into its own reasons.
     pub async fn check_access_token(
         &self,
         token: &str,
@@ -71,8 +85,8 @@ impl Authenticator {
             return Ok(Err(Refusal::Token(TokenError::Invalid)));
         };
         let standing = self
-            .store
-            .session_standing(claims.sid, claims.acc, claims.sub, now)
+            .sessions
+            .standing(claims.sid, claims.acc, claims.sub)
             .await?;
         if !session_admits(standing, usage) {
             return Ok(Err(Refusal::SessionEnded));

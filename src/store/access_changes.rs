@@ -29,11 +29,19 @@ use crate::domain::sharing::AccessChange;
 /// The PostgreSQL channel of access revisions.
 const CHANNEL: &str = "identity_access";
 
+/// Session ids per notification: the payload stays well under PostgreSQL's 8,000 bytes.
+const SESSIONS_PER_NOTIFICATION: usize = 100;
+
 /// What the feed hears.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedEvent {
     /// The account's access data changed up to this revision.
     Changed { account_id: Uuid, revision: i64 },
+    /// These sessions of the account ended.
+    SessionsEnded {
+        account_id: Uuid,
+        sessions: Vec<Uuid>,
+    },
     /// Every change committed before `sent` has been heard.
     Heard { sent: Instant },
     /// The listening connection was lost: changes may have been missed until the next `Heard`.
@@ -145,6 +153,9 @@ impl Store {
     }
 
     async fn listen_until(&self, tick: Duration, on: OnFeedEvent, mut stop: watch::Receiver<bool>) {
+        let Some(url) = self.feed_url.clone() else {
+            return;
+        };
         let nonce = Uuid::new_v4().simple().to_string();
         let sent: Arc<Mutex<VecDeque<(u64, Instant)>>> = Arc::default();
         let ticker = {
@@ -181,8 +192,8 @@ impl Store {
         };
         let mut backoff = Duration::from_millis(100);
         'connect: loop {
-            let pool = self.db.get_postgres_connection_pool();
-            let mut listener = match PgListener::connect_with(pool).await {
+            // A connection of its own, outside the pool: listening never takes one from requests.
+            let mut listener = match PgListener::connect(&url).await {
                 Ok(listener) => listener,
                 Err(error) => {
                     tracing::warn!(error = %error, "access feed: cannot connect; retrying");
@@ -223,6 +234,37 @@ impl Store {
     }
 }
 
+/// On PostgreSQL, notifies the replicas (at commit, inside a transaction) that these sessions
+/// (account, session) ended: `x:<account>:<session>,<session>...`.
+pub(super) async fn notify_sessions_ended(
+    conn: &impl ConnectionTrait,
+    ended: &[(Uuid, Uuid)],
+) -> DomainResult<()> {
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Postgres || ended.is_empty() {
+        return Ok(());
+    }
+    let mut by_account: std::collections::BTreeMap<Uuid, Vec<Uuid>> = Default::default();
+    for (account_id, session_id) in ended {
+        by_account.entry(*account_id).or_default().push(*session_id);
+    }
+    for (account_id, sessions) in by_account {
+        for chunk in sessions.chunks(SESSIONS_PER_NOTIFICATION) {
+            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+            conn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT pg_notify($1, $2)",
+                [
+                    CHANNEL.into(),
+                    format!("x:{account_id}:{}", ids.join(",")).into(),
+                ],
+            ))
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// The event of a notification's payload: a change, or one of this replica's own ticks.
 fn parse(payload: &str, nonce: &str, sent: &Mutex<VecDeque<(u64, Instant)>>) -> Option<FeedEvent> {
     if let Some(tick) = payload.strip_prefix("t:") {
@@ -235,6 +277,17 @@ fn parse(payload: &str, nonce: &str, sent: &Mutex<VecDeque<(u64, Instant)>>) -> 
         let at = sent.iter().find(|(s, _)| *s == seq).map(|(_, at)| *at)?;
         sent.retain(|(s, _)| *s > seq);
         return Some(FeedEvent::Heard { sent: at });
+    }
+    if let Some(ended) = payload.strip_prefix("x:") {
+        let (account, sessions) = ended.split_once(':')?;
+        return Some(FeedEvent::SessionsEnded {
+            account_id: Uuid::parse_str(account).ok()?,
+            sessions: sessions
+                .split(',')
+                .map(Uuid::parse_str)
+                .collect::<Result<_, _>>()
+                .ok()?,
+        });
     }
     let (account, revision) = payload.split_once(':')?;
     Some(FeedEvent::Changed {

@@ -48,14 +48,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Told of each access revision a unit of work made, once it has committed.
-pub type OnAccessChange = Arc<dyn Fn(Uuid, i64) + Send + Sync>;
+/// What a write changed in the data access decisions and session checks read, told to the
+/// replica's own memory once it is committed.
+#[derive(Debug, Clone, Copy)]
+pub enum Committed<'a> {
+    /// The account's access revision moved on to `revision`.
+    Revision { account_id: Uuid, revision: i64 },
+    /// These sessions, by account, ended.
+    SessionsEnded(&'a [(Uuid, Uuid)]),
+}
+
+/// Told of what units of work (and single-statement revocations) committed.
+pub type OnAccessChange = Arc<dyn Fn(Committed<'_>) + Send + Sync>;
 
 /// The database handle shared by every request.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
     on_access_change: Arc<OnceLock<OnAccessChange>>,
+    /// PostgreSQL's URL, for the access feed's own listening connection. Never printed.
+    feed_url: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -67,8 +79,10 @@ impl std::fmt::Debug for Store {
 /// A unit of work: one database transaction. Dropped without `commit`, it rolls back.
 pub struct Tx {
     txn: DatabaseTransaction,
-    /// The access revisions this unit of work made, for `on_access_change` after the commit.
+    /// The access revisions this unit of work made, and the sessions it ended (account,
+    /// session), for `on_access_change` after the commit.
     revisions: Mutex<Vec<(Uuid, i64)>>,
+    ended: Mutex<Vec<(Uuid, Uuid)>>,
     on_access_change: Option<OnAccessChange>,
 }
 
@@ -76,12 +90,24 @@ impl Tx {
     pub async fn commit(self) -> DomainResult<()> {
         self.txn.commit().await?;
         let revisions = std::mem::take(&mut *lock(&self.revisions));
+        let ended = std::mem::take(&mut *lock(&self.ended));
         if let Some(tell) = &self.on_access_change {
             for (account_id, revision) in revisions {
-                tell(account_id, revision);
+                tell(Committed::Revision {
+                    account_id,
+                    revision,
+                });
+            }
+            if !ended.is_empty() {
+                tell(Committed::SessionsEnded(&ended));
             }
         }
         Ok(())
+    }
+
+    /// Notes sessions this unit of work ended, for the replica's memory after the commit.
+    fn sessions_ended(&self, ended: &[(Uuid, Uuid)]) {
+        lock(&self.ended).extend_from_slice(ended);
     }
 
     fn conn(&self) -> &DatabaseTransaction {
@@ -131,10 +157,22 @@ impl Store {
             db.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
                 .await?;
         }
+        let feed_url = match database {
+            Database::Postgres { url } => Some(Arc::from(url.expose())),
+            _ => None,
+        };
         Ok(Self {
             db,
             on_access_change: Arc::new(OnceLock::new()),
+            feed_url,
         })
+    }
+
+    /// Tells the replica's memory of sessions a single statement ended.
+    fn tell_sessions_ended(&self, ended: &[(Uuid, Uuid)]) {
+        if let (Some(tell), false) = (self.on_access_change.get(), ended.is_empty()) {
+            tell(Committed::SessionsEnded(ended));
+        }
     }
 
     /// Sets who is told of the access revisions units of work commit (once; later calls are
@@ -152,6 +190,7 @@ impl Store {
         Ok(Tx {
             txn: self.db.begin().await?,
             revisions: Mutex::new(Vec::new()),
+            ended: Mutex::new(Vec::new()),
             on_access_change: self.on_access_change.get().cloned(),
         })
     }

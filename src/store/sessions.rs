@@ -1,12 +1,13 @@
 //! Sessions and their refresh tokens. A refresh token is stored under the hash the use case
-//! gives; a spent one is kept to recognise its reuse. A login is one statement on PostgreSQL,
-//! and so is the session check behind every access token.
+//! gives; a spent one is kept to recognise its reuse. A login is one statement on PostgreSQL.
+//! The check behind every access token is answered from the replica's memory (`app::access`),
+//! which hears of ended sessions through the access feed.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, JoinType, QueryFilter,
-    QuerySelect, QueryTrait, RelationTrait, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait,
+    TransactionTrait,
     sea_query::{
         Alias, CommonTableExpression, Expr, ExprTrait, InsertStatement, LockType, Order, Query,
         SubQueryStatement, WithClause,
@@ -14,13 +15,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::membership::StoredStatus;
 use super::entities::{account, login_throttle, membership, refresh_token, session};
 use super::select::{all, columns_of, model};
 use super::{Store, Tx};
-use crate::domain::auth::{RefreshToken, Session, SessionStanding};
+use crate::domain::auth::{RefreshToken, Session};
 use crate::domain::error::DomainResult;
-use crate::domain::users::MembershipStatus;
 
 impl From<session::Model> for Session {
     fn from(row: session::Model) -> Self {
@@ -69,21 +68,32 @@ fn refresh_token_insert(session_id: Uuid, token_hash: &str, now: DateTime<Utc>) 
     .into_query()
 }
 
-/// Revokes the live sessions `which` selects; returns how many.
+/// Revokes the live sessions `which` selects; returns which, by account. On PostgreSQL the
+/// replicas are notified (at commit, in a unit of work): a session's end reaches their memory.
 async fn revoke(
     conn: &impl ConnectionTrait,
     which: Condition,
     reason: &str,
     now: DateTime<Utc>,
-) -> DomainResult<u64> {
-    Ok(session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(now))
-        .col_expr(session::Column::RevokeReason, Expr::value(reason))
-        .filter(which)
-        .filter(session::Column::RevokedAt.is_null())
-        .exec(conn)
-        .await?
-        .rows_affected)
+) -> DomainResult<Vec<(Uuid, Uuid)>> {
+    let backend = conn.get_database_backend();
+    let update = Query::update()
+        .table(session::Entity)
+        .value(session::Column::RevokedAt, Expr::value(now))
+        .value(session::Column::RevokeReason, Expr::value(reason))
+        .cond_where(which.add(session::Column::RevokedAt.is_null()))
+        .returning(Query::returning().columns([session::Column::AccountId, session::Column::Id]))
+        .to_owned();
+    let rows = conn.query_all_raw(backend.build(&update)).await?;
+    let mut ended = Vec::with_capacity(rows.len());
+    for row in rows {
+        ended.push((
+            row.try_get::<Uuid>("", "account_id")?,
+            row.try_get::<Uuid>("", "id")?,
+        ));
+    }
+    super::access_changes::notify_sessions_ended(conn, &ended).await?;
+    Ok(ended)
 }
 
 /// Revokes a person's live sessions (in one account, or all), except `keep`.
@@ -94,7 +104,7 @@ async fn revoke_sessions(
     keep: Option<Uuid>,
     reason: &str,
     now: DateTime<Utc>,
-) -> DomainResult<u64> {
+) -> DomainResult<Vec<(Uuid, Uuid)>> {
     let mut which = Condition::all().add(session::Column::UserId.eq(user_id));
     if let Some(account_id) = account_id {
         which = which.add(session::Column::AccountId.eq(account_id));
@@ -159,34 +169,6 @@ impl Store {
         Ok(())
     }
 
-    /// Where the session of an access token stands: live or not and, when live, the status of
-    /// its member's membership, in one statement. The check behind every access token, the
-    /// callers' own and those services forward to `ValidateToken` on every request.
-    pub async fn session_standing(
-        &self,
-        session_id: Uuid,
-        account_id: Uuid,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> DomainResult<SessionStanding> {
-        let found: Option<(Uuid, Option<StoredStatus>)> = session::Entity::find_by_id(session_id)
-            .select_only()
-            .column(session::Column::Id)
-            .column(membership::Column::Status)
-            .join(JoinType::LeftJoin, session::Relation::Membership.def())
-            .filter(session::Column::AccountId.eq(account_id))
-            .filter(session::Column::UserId.eq(user_id))
-            .filter(session::Column::RevokedAt.is_null())
-            .filter(session::Column::ExpiresAt.gt(now))
-            .into_tuple()
-            .one(&self.db)
-            .await?;
-        Ok(match found {
-            None => SessionStanding::Ended,
-            Some((_, status)) => SessionStanding::Live(status.map(MembershipStatus::from)),
-        })
-    }
-
     pub async fn find_session(&self, id: Uuid) -> DomainResult<Option<Session>> {
         Ok(session::Entity::find_by_id(id)
             .one(&self.db)
@@ -202,7 +184,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DomainResult<bool> {
         let which = Condition::all().add(session::Column::Id.eq(id));
-        Ok(revoke(&self.db, which, reason, now).await? > 0)
+        let ended = revoke(&self.db, which, reason, now).await?;
+        self.tell_sessions_ended(&ended);
+        Ok(!ended.is_empty())
     }
 
     /// The person's live sessions, newest first, after `(created_at, id)`, each with its
@@ -338,7 +322,9 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> DomainResult<bool> {
         let which = Condition::all().add(session::Column::Id.eq(id));
-        Ok(revoke(self.conn(), which, reason, now).await? > 0)
+        let ended = revoke(self.conn(), which, reason, now).await?;
+        self.sessions_ended(&ended);
+        Ok(!ended.is_empty())
     }
 
     /// Ends the member's live sessions in the account.
@@ -349,7 +335,10 @@ impl Tx {
         reason: &str,
         now: DateTime<Utc>,
     ) -> DomainResult<u64> {
-        revoke_sessions(self.conn(), user_id, Some(account_id), None, reason, now).await
+        let ended =
+            revoke_sessions(self.conn(), user_id, Some(account_id), None, reason, now).await?;
+        self.sessions_ended(&ended);
+        Ok(ended.len() as u64)
     }
 
     /// Ends the person's live sessions in every account, except `keep`; returns how many.
@@ -360,6 +349,8 @@ impl Tx {
         reason: &str,
         now: DateTime<Utc>,
     ) -> DomainResult<u64> {
-        revoke_sessions(self.conn(), user_id, None, keep, reason, now).await
+        let ended = revoke_sessions(self.conn(), user_id, None, keep, reason, now).await?;
+        self.sessions_ended(&ended);
+        Ok(ended.len() as u64)
     }
 }

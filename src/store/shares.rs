@@ -13,7 +13,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::membership::{StoredRole, StoredStatus};
-use super::entities::{account, group_member, membership, share};
+use super::entities::{account, group_member, membership, session, share};
 use super::pagination::keyset_after;
 use super::{Store, Tx};
 use crate::domain::error::{DomainError, DomainResult};
@@ -122,6 +122,29 @@ pub struct AccessSink<'a> {
     pub member: &'a mut (dyn FnMut(Uuid, Role, MembershipStatus) + Send),
     pub group_member: &'a mut (dyn FnMut(Uuid, Uuid) + Send),
     pub share: &'a mut (dyn FnMut(ResourceType, &str, Subject, Level) + Send),
+    /// Sessions of the account that ended after `ended_since`, with when.
+    pub session_ended: &'a mut (dyn FnMut(Uuid, DateTime<Utc>) + Send),
+    pub ended_since: DateTime<Utc>,
+}
+
+/// The account's sessions that ended after `since`, with when.
+async fn sessions_ended_since(
+    conn: &impl sea_orm::ConnectionTrait,
+    account_id: Uuid,
+    since: DateTime<Utc>,
+) -> DomainResult<Vec<(Uuid, DateTime<Utc>)>> {
+    Ok(session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
+        .column(session::Column::RevokedAt)
+        .filter(session::Column::AccountId.eq(account_id))
+        .filter(session::Column::RevokedAt.gt(since))
+        .into_tuple::<(Uuid, Option<DateTime<Utc>>)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter_map(|(id, at)| Some((id, at?)))
+        .collect())
 }
 
 impl Store {
@@ -320,8 +343,20 @@ impl Store {
                 );
             }
         }
+        for (session_id, at) in sessions_ended_since(&txn, account_id, sink.ended_since).await? {
+            (sink.session_ended)(session_id, at);
+        }
         txn.commit().await?;
         Ok(Some(revision))
+    }
+
+    /// The account's sessions that ended after `since`, with when.
+    pub async fn sessions_ended_since(
+        &self,
+        account_id: Uuid,
+        since: DateTime<Utc>,
+    ) -> DomainResult<Vec<(Uuid, DateTime<Utc>)>> {
+        sessions_ended_since(&self.db, account_id, since).await
     }
 
     /// What explaining the user's level on `resources` reads, from one snapshot; `None` when

@@ -283,8 +283,8 @@ async fn a_dropped_listen_connection_does_not_leave_a_replica_stale_past_the_bou
         proto::AccessLevel::Contribute
     );
 
-    // Kill every LISTEN connection: a change made before a replica listens again is never
-    // notified to it.
+    // Kill every LISTEN connection and let no new connection in: the replicas cannot listen
+    // again, so the revoke below is never notified (the pools keep their open connections).
     let admin = sea_orm::Database::connect(
         std::env::var("IDENTITY_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
@@ -292,6 +292,10 @@ async fn a_dropped_listen_connection_does_not_leave_a_replica_stale_past_the_bou
     .await
     .unwrap();
     let name = db.pg_name().unwrap().to_owned();
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
     let killed = admin
         .query_all_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -303,9 +307,65 @@ async fn a_dropped_listen_connection_does_not_leave_a_replica_stale_past_the_bou
         .await
         .unwrap();
     assert_eq!(killed.len(), 2, "both replicas listen");
+    // Until the killed backends are gone (they could still deliver a notification).
+    for _ in 0..100 {
+        let listening = admin
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!(
+                    "SELECT pid FROM pg_stat_activity \
+                     WHERE datname = '{name}' AND query ILIKE 'LISTEN%'"
+                ),
+            ))
+            .await
+            .unwrap();
+        if listening.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     revoke(&acme, &share).await;
 
     // B keeps answering, and within the bound it has caught up by polling.
     tokio::time::sleep(PAST_BOUND).await;
     assert_eq!(level_on(&b, &acme, "").await, proto::AccessLevel::None);
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_session_ended_on_one_replica_is_refused_there_at_once_and_on_another_within_the_bound() {
+    let (acme, b, _db) = two_replicas().await;
+    let token = acme.server.token_for(&acme.rita).await;
+    let profile = |server: &TestServer| {
+        let mut users = server.users();
+        let token = token.clone();
+        async move {
+            users
+                .get_my_profile(with_token(&token, proto::GetMyProfileRequest {}))
+                .await
+        }
+    };
+    // Both replicas accept the token (and hold the account's data).
+    profile(&acme.server).await.unwrap();
+    profile(&b).await.unwrap();
+
+    acme.server
+        .auth()
+        .logout(with_token(&token, proto::LogoutRequest {}))
+        .await
+        .unwrap();
+    assert_error(
+        profile(&acme.server).await,
+        tonic::Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    tokio::time::sleep(PAST_BOUND).await;
+    assert_error(
+        profile(&b).await,
+        tonic::Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
 }

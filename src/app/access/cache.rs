@@ -10,20 +10,32 @@
 //!   bound, a tick that proves every earlier change was delivered.
 //!
 //! Otherwise the check first catches up: one query for the change log after the revision held
-//! (a delta, applied in order), or a reload when the log no longer reaches back that far.
+//! (a delta, applied in order), or a reload when the log no longer reaches back that far; and,
+//! when the data was too old rather than behind a revision, one more for the sessions of the
+//! account that ended meanwhile.
+//!
+//! Session ends ride the same feed: the access tokens of an ended session are refused from
+//! memory, at once on the replica that ended it and within the bound on the others.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::memory::AccountAccess;
+use crate::clock::SharedClock;
+use crate::domain::auth::SessionStanding;
 use crate::domain::error::{DomainError, DomainResult};
-use crate::store::Store;
 use crate::store::access_changes::FeedEvent;
 use crate::store::shares::AccessSink;
+use crate::store::{Committed, Store};
+
+/// Clocks of replicas and the database disagree a little: session ends are read back with this
+/// overlap, and kept this much longer than an access token lives.
+const CLOCK_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -42,6 +54,8 @@ struct FeedState {
 
 /// One account's entry.
 struct Entry {
+    /// Session ends were read up to this time (the start of the read, by the service's clock).
+    sessions_read: Mutex<DateTime<Utc>>,
     data: RwLock<Option<AccountAccess>>,
     /// One load or catch-up at a time.
     sync: tokio::sync::Mutex<()>,
@@ -89,6 +103,9 @@ impl Fresh {
 /// The access data of the accounts in use on this replica.
 pub struct AccessCache {
     store: Store,
+    clock: SharedClock,
+    /// How long an access token lives: a session's end matters that long.
+    token_ttl: chrono::Duration,
     staleness: Duration,
     budget: usize,
     epoch: Instant,
@@ -98,12 +115,20 @@ pub struct AccessCache {
 
 impl AccessCache {
     /// `staleness` zero turns the cache off: every check catches up first.
-    pub fn new(store: Store, staleness: Duration, budget: usize) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        token_ttl: Duration,
+        staleness: Duration,
+        budget: usize,
+    ) -> Arc<Self> {
         let epoch = Instant::now();
         // Without a feed (SQLite) this process makes every change and hears it as it commits.
         let in_process = !store.has_feed();
         let cache = Arc::new(Self {
             store: store.clone(),
+            clock,
+            token_ttl: chrono::Duration::from_std(token_ttl).unwrap_or(chrono::Duration::MAX),
             staleness,
             budget,
             epoch,
@@ -114,9 +139,20 @@ impl AccessCache {
             accounts: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&cache);
-        store.on_access_change(Arc::new(move |account_id, revision| {
-            if let Some(cache) = weak.upgrade() {
-                cache.announce(account_id, revision);
+        store.on_access_change(Arc::new(move |committed| {
+            let Some(cache) = weak.upgrade() else {
+                return;
+            };
+            match committed {
+                Committed::Revision {
+                    account_id,
+                    revision,
+                } => cache.announce(account_id, revision),
+                Committed::SessionsEnded(ended) => {
+                    for (account_id, session_id) in ended {
+                        cache.end_sessions(*account_id, std::slice::from_ref(session_id));
+                    }
+                }
             }
         }));
         cache
@@ -146,6 +182,10 @@ impl AccessCache {
                 }
                 feed.heard_up_to = Some(feed.heard_up_to.map_or(sent, |at| at.max(sent)));
             }
+            FeedEvent::SessionsEnded {
+                account_id,
+                sessions,
+            } => self.end_sessions(account_id, &sessions),
             FeedEvent::Lost => {
                 let mut feed = lock(&self.feed);
                 feed.listening_since = None;
@@ -161,20 +201,49 @@ impl AccessCache {
         }
     }
 
-    fn is_fresh(&self, entry: &Entry, at_least: Option<i64>, now: Instant) -> bool {
-        let data = entry
-            .data
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(data) = data.as_ref() else {
-            return false;
+    /// Notes ended sessions in the account's data, when it is held.
+    fn end_sessions(&self, account_id: Uuid, sessions: &[Uuid]) {
+        let Some(entry) = lock(&self.accounts).get(&account_id).cloned() else {
+            return;
         };
-        let needed = at_least
-            .unwrap_or(i64::MIN)
-            .max(entry.announced.load(Ordering::Acquire));
-        if data.revision < needed {
-            return false;
+        let now = self.clock.now();
+        let mut data = entry
+            .data
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(data) = data.as_mut() {
+            for session_id in sessions {
+                data.end_session(*session_id, now);
+            }
+            data.forget_sessions_ended_before(now - self.token_ttl - CLOCK_MARGIN);
         }
+    }
+
+    /// Where the session of an access token of `user_id` in `account_id` stands, from memory
+    /// within the staleness bound: ended, or live with the member's status.
+    pub async fn session_standing(
+        &self,
+        session_id: Uuid,
+        account_id: Uuid,
+        user_id: Uuid,
+    ) -> DomainResult<SessionStanding> {
+        let Some(fresh) = self.fresh(account_id, None).await? else {
+            return Ok(SessionStanding::Ended);
+        };
+        let snapshot = fresh.read();
+        let data = snapshot.data();
+        if data.session_ended(session_id) {
+            return Ok(SessionStanding::Ended);
+        }
+        use crate::domain::sharing::AccessView;
+        Ok(SessionStanding::Live(
+            data.member(user_id).map(|(_, status)| status),
+        ))
+    }
+
+    /// Whether the data is recent enough (within the bound, or proven by the feed); the revision
+    /// is judged apart.
+    fn is_recent(&self, entry: &Entry, now: Instant) -> bool {
         if self.staleness.is_zero() {
             return false;
         }
@@ -196,11 +265,27 @@ impl AccessCache {
         }
     }
 
+    /// Whether the data holds at least revision `at_least` and every announced one.
+    fn is_current(&self, entry: &Entry, at_least: Option<i64>) -> bool {
+        let data = entry
+            .data
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(data) = data.as_ref() else {
+            return false;
+        };
+        let needed = at_least
+            .unwrap_or(i64::MIN)
+            .max(entry.announced.load(Ordering::Acquire));
+        data.revision >= needed
+    }
+
     fn entry(&self, account_id: Uuid) -> Arc<Entry> {
         lock(&self.accounts)
             .entry(account_id)
             .or_insert_with(|| {
                 Arc::new(Entry {
+                    sessions_read: Mutex::new(DateTime::<Utc>::MIN_UTC),
                     data: RwLock::new(None),
                     sync: tokio::sync::Mutex::new(()),
                     verified: AtomicU64::new(0),
@@ -222,11 +307,11 @@ impl AccessCache {
         let entry = self.entry(account_id);
         let now = Instant::now();
         entry.used.store(self.since_epoch(now), Ordering::Relaxed);
-        if !self.is_fresh(&entry, at_least, now) {
+        if !(self.is_current(&entry, at_least) && self.is_recent(&entry, now)) {
             let _one_at_a_time = entry.sync.lock().await;
-            if !self.is_fresh(&entry, at_least, Instant::now())
-                && !self.catch_up(account_id, &entry).await?
-            {
+            let recent = self.is_recent(&entry, Instant::now());
+            let usable = recent && self.is_current(&entry, at_least);
+            if !usable && !self.catch_up(account_id, &entry, !recent).await? {
                 lock(&self.accounts).remove(&account_id);
                 return Ok(None);
             }
@@ -234,9 +319,11 @@ impl AccessCache {
         Ok(Some(Fresh { entry }))
     }
 
-    /// Brings the entry up to date; false when the account does not exist.
-    async fn catch_up(&self, account_id: Uuid, entry: &Entry) -> DomainResult<bool> {
+    /// Brings the entry up to date; false when the account does not exist. `confirm`: the
+    /// data was too old, so session ends are read too and the data counts as confirmed now.
+    async fn catch_up(&self, account_id: Uuid, entry: &Entry, confirm: bool) -> DomainResult<bool> {
         let started = Instant::now();
+        let started_at = self.clock.now();
         let held = entry
             .data
             .read()
@@ -252,6 +339,12 @@ impl AccessCache {
                 let reaches = changes
                     .first()
                     .is_none_or(|(first, _)| *first == revision + 1);
+                let ended = if reaches && confirm {
+                    let since = *lock(&entry.sessions_read) - CLOCK_MARGIN;
+                    self.store.sessions_ended_since(account_id, since).await?
+                } else {
+                    Vec::new()
+                };
                 if reaches {
                     let mut data = entry
                         .data
@@ -264,16 +357,20 @@ impl AccessCache {
                             }
                             data.revision = *revision;
                         }
+                        for (session_id, at) in ended {
+                            data.end_session(session_id, at);
+                        }
+                        data.forget_sessions_ended_before(
+                            started_at - self.token_ttl - CLOCK_MARGIN,
+                        );
                     }
-                    true
-                } else {
-                    false
                 }
+                reaches
             }
             None => false,
         };
         if !caught_up {
-            let Some(loaded) = self.load(account_id).await? else {
+            let Some(loaded) = self.load(account_id, started_at).await? else {
                 return Ok(false);
             };
             *entry
@@ -281,9 +378,12 @@ impl AccessCache {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(loaded);
         }
-        entry
-            .verified
-            .store(self.since_epoch(started), Ordering::Release);
+        if confirm || !caught_up {
+            *lock(&entry.sessions_read) = started_at;
+            entry
+                .verified
+                .store(self.since_epoch(started), Ordering::Release);
+        }
         let bytes = entry
             .data
             .read()
@@ -296,7 +396,11 @@ impl AccessCache {
     }
 
     /// Reads the whole account, one query per table.
-    async fn load(&self, account_id: Uuid) -> DomainResult<Option<AccountAccess>> {
+    async fn load(
+        &self,
+        account_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> DomainResult<Option<AccountAccess>> {
         let data = Mutex::new(AccountAccess::new(0));
         let revision = self
             .store
@@ -308,6 +412,8 @@ impl AccessCache {
                     share: &mut |kind, id, subject, level| {
                         lock(&data).set_share(kind, id, subject, level)
                     },
+                    session_ended: &mut |session_id, at| lock(&data).end_session(session_id, at),
+                    ended_since: now - self.token_ttl - CLOCK_MARGIN,
                 },
             )
             .await?;
@@ -352,4 +458,15 @@ impl AccessCache {
 /// An account the cache could not find.
 pub fn no_account() -> DomainError {
     DomainError::not_found(crate::domain::error::reason::ACCOUNT_NOT_FOUND, "account")
+}
+
+impl crate::auth::authenticator::Sessions for AccessCache {
+    fn standing(
+        &self,
+        session_id: Uuid,
+        account_id: Uuid,
+        user_id: Uuid,
+    ) -> futures::future::BoxFuture<'_, DomainResult<SessionStanding>> {
+        Box::pin(self.session_standing(session_id, account_id, user_id))
+    }
 }

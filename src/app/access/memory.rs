@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::roles::{Level, Role};
@@ -77,6 +78,9 @@ pub struct AccountAccess {
     shares: [HashMap<Box<str>, Grants>; 3],
     share_count: usize,
     id_bytes: usize,
+    /// Sessions of the account that ended lately (their access tokens may still be presented),
+    /// with when.
+    ended_sessions: HashMap<Uuid, DateTime<Utc>>,
 }
 
 fn slot(kind: ResourceType) -> usize {
@@ -108,6 +112,20 @@ impl AccountAccess {
     /// An estimate of the memory this takes, for the cache's budget.
     pub fn bytes(&self) -> usize {
         self.share_count * SHARE_BYTES + self.id_bytes + self.members.len() * MEMBER_BYTES
+    }
+
+    /// Notes that a session ended at `at`.
+    pub fn end_session(&mut self, session_id: Uuid, at: DateTime<Utc>) {
+        self.ended_sessions.insert(session_id, at);
+    }
+
+    pub fn session_ended(&self, session_id: Uuid) -> bool {
+        self.ended_sessions.contains_key(&session_id)
+    }
+
+    /// Forgets sessions that ended before `before`: no access token of theirs is still valid.
+    pub fn forget_sessions_ended_before(&mut self, before: DateTime<Utc>) {
+        self.ended_sessions.retain(|_, at| *at >= before);
     }
 
     pub fn set_member(&mut self, user_id: Uuid, role: Role, status: MembershipStatus) {
