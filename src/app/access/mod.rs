@@ -157,8 +157,10 @@ impl Access {
         Ok(permissions_of(member.role()))
     }
 
-    /// Fails unless a person caller has MANAGE on the resource (their role's, or a Restricted
-    /// user's through shares and ownership), or a service has `scope`.
+    /// Fails unless a person caller's role gives MANAGE everywhere (or any level, with
+    /// `allow_media_viewers`), or, for a Restricted user, their shares and ownership give MANAGE
+    /// on the resource; or a service has `scope`. The role is the token's, as for every RPC
+    /// (a role change ends the member's sessions).
     async fn authorize_manage(
         &self,
         actor: &Actor,
@@ -179,20 +181,22 @@ impl Access {
         if person.account_id != account_id {
             return Err(account_mismatch());
         }
+        match person.role.media_access() {
+            MediaAccess::All(Level::Manage) => return Ok(()),
+            MediaAccess::All(level) if allow_media_viewers && level > Level::None => {
+                return Ok(());
+            }
+            MediaAccess::All(_) => {
+                return Err(permission_missing("the role gives no MANAGE on media"));
+            }
+            MediaAccess::PerShare => {}
+        }
         let fresh = self
             .cache
             .fresh(account_id, None)
             .await?
             .ok_or_else(no_account)?;
-        let snapshot = fresh.read();
-        let data = snapshot.data();
-        if allow_media_viewers
-            && let Some((role, MembershipStatus::Active)) = data.member(person.user_id)
-            && matches!(role.media_access(), MediaAccess::All(level) if level > Level::None)
-        {
-            return Ok(());
-        }
-        if rules::may_manage_shares(data, person.user_id, check) {
+        if rules::may_manage_shares(fresh.read().data(), person.user_id, check) {
             Ok(())
         } else {
             Err(permission_missing("MANAGE on the resource is required"))
