@@ -105,6 +105,22 @@ impl Violations {
         }
     }
 
+    /// `check`, naming the field only when the check failed (`field` builds the path): the
+    /// hot path of a large batch allocates no paths.
+    pub fn check_at<T>(
+        &mut self,
+        field: impl FnOnce() -> String,
+        result: Result<T, String>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(description) => {
+                self.add(field(), description);
+                None
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -89,6 +89,11 @@ impl ResourceRef {
 
 /// A DAM id as the API defines it: 1 to 256 printable ASCII characters.
 pub fn resource_id(value: &str) -> Result<String, String> {
+    check_resource_id(value).map(|()| value.to_owned())
+}
+
+/// `resource_id` without the copy.
+pub fn check_resource_id(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("is required".to_owned());
     }
@@ -98,7 +103,7 @@ pub fn resource_id(value: &str) -> Result<String, String> {
     if !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err("must be printable ASCII".to_owned());
     }
-    Ok(value.to_owned())
+    Ok(())
 }
 
 /// Who a share is granted to.
@@ -243,24 +248,52 @@ pub struct Grant<S> {
     pub role: Option<Role>,
 }
 
+/// A grant as the arithmetic finds it, borrowing the share and the resource it is on (the hot
+/// path allocates nothing); `explain` makes owned `Grant`s of them.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantRef<'a, S> {
+    pub reason: GrantReason,
+    pub level: Level,
+    pub share: Option<&'a S>,
+    pub granted_on: Option<(ResourceType, &'a str)>,
+    pub role: Option<Role>,
+}
+
+impl<S: Clone> GrantRef<'_, S> {
+    pub fn to_owned(&self) -> Grant<S> {
+        Grant {
+            reason: self.reason,
+            level: self.level,
+            share: self.share.cloned(),
+            granted_on: self.granted_on.map(|(kind, id)| ResourceRef {
+                kind,
+                id: id.to_owned(),
+            }),
+            role: self.role,
+        }
+    }
+}
+
 /// Told of each share that reaches a user: how, its level, the share; breaks to stop.
 pub type OnShare<'a, S> = &'a mut dyn FnMut(Via, Level, &S) -> ControlFlow<()>;
 
 /// What the arithmetic reads: memberships, groups and shares of one account.
 pub trait AccessView {
     /// The user and their groups, resolved once per user.
-    type Reach;
+    type Reach<'a>
+    where
+        Self: 'a;
     /// How a share is named in explanations.
     type Share: Clone;
 
     /// The user's role and status in the account, `None` when not a member.
     fn member(&self, user_id: Uuid) -> Option<(Role, MembershipStatus)>;
-    fn reach(&self, user_id: Uuid) -> Self::Reach;
+    fn reach(&self, user_id: Uuid) -> Self::Reach<'_>;
     /// Calls `f` with each share on the resource that reaches the user (to them, or to one of
     /// their groups) until `f` breaks.
     fn shares_reaching(
         &self,
-        reach: &Self::Reach,
+        reach: &Self::Reach<'_>,
         kind: ResourceType,
         id: &str,
         f: OnShare<'_, Self::Share>,
@@ -273,7 +306,7 @@ pub fn for_each_grant<V: AccessView>(
     view: &V,
     user_id: Uuid,
     check: &ResourceCheck,
-    f: &mut dyn FnMut(Grant<V::Share>) -> ControlFlow<()>,
+    f: &mut dyn FnMut(GrantRef<'_, V::Share>) -> ControlFlow<()>,
 ) {
     let Some((role, MembershipStatus::Active)) = view.member(user_id) else {
         return;
@@ -281,7 +314,7 @@ pub fn for_each_grant<V: AccessView>(
     match role.media_access() {
         MediaAccess::All(Level::None) => return,
         MediaAccess::All(level) => {
-            let _ = f(Grant {
+            let _ = f(GrantRef {
                 reason: GrantReason::Role,
                 level,
                 share: None,
@@ -299,11 +332,11 @@ fn grants_by_share<V: AccessView>(
     view: &V,
     user_id: Uuid,
     check: &ResourceCheck,
-    f: &mut dyn FnMut(Grant<V::Share>) -> ControlFlow<()>,
+    f: &mut dyn FnMut(GrantRef<'_, V::Share>) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
     let resource = &check.resource;
     if check.placement.owner == Some(user_id) {
-        f(Grant {
+        f(GrantRef {
             reason: GrantReason::Owner,
             level: Level::Manage,
             share: None,
@@ -317,14 +350,14 @@ fn grants_by_share<V: AccessView>(
         resource.kind,
         &resource.id,
         &mut |via, level, share| {
-            f(Grant {
+            f(GrantRef {
                 reason: match via {
                     Via::User => GrantReason::DirectShare,
                     Via::Group => GrantReason::GroupShare,
                 },
                 level,
-                share: Some(share.clone()),
-                granted_on: Some(resource.clone()),
+                share: Some(share),
+                granted_on: Some((resource.kind, &resource.id)),
                 role: None,
             })
         },
@@ -338,14 +371,11 @@ fn grants_by_share<V: AccessView>(
             ResourceType::Folder,
             folder,
             &mut |_, level, share| {
-                f(Grant {
+                f(GrantRef {
                     reason: GrantReason::InheritedFromFolder,
                     level,
-                    share: Some(share.clone()),
-                    granted_on: Some(ResourceRef {
-                        kind: ResourceType::Folder,
-                        id: folder.clone(),
-                    }),
+                    share: Some(share),
+                    granted_on: Some((ResourceType::Folder, folder)),
                     role: None,
                 })
             },
@@ -357,14 +387,11 @@ fn grants_by_share<V: AccessView>(
             ResourceType::Collection,
             collection,
             &mut |_, _, share| {
-                f(Grant {
+                f(GrantRef {
                     reason: GrantReason::Collection,
                     level: Level::View,
-                    share: Some(share.clone()),
-                    granted_on: Some(ResourceRef {
-                        kind: ResourceType::Collection,
-                        id: collection.clone(),
-                    }),
+                    share: Some(share),
+                    granted_on: Some((ResourceType::Collection, collection)),
                     role: None,
                 })
             },
@@ -395,7 +422,7 @@ pub fn explain<V: AccessView>(
 ) -> (Level, Vec<Grant<V::Share>>) {
     let mut grants = Vec::new();
     for_each_grant(view, user_id, check, &mut |grant| {
-        grants.push(grant);
+        grants.push(grant.to_owned());
         ControlFlow::Continue(())
     });
     // Stable: equal levels keep the order of the rules (role, owner, the resource, the
@@ -540,14 +567,14 @@ mod tests {
     }
 
     impl AccessView for Fixture {
-        type Reach = (Uuid, HashSet<Uuid>);
+        type Reach<'a> = (Uuid, HashSet<Uuid>);
         type Share = u32;
 
         fn member(&self, user_id: Uuid) -> Option<(Role, MembershipStatus)> {
             self.members.get(&user_id).copied()
         }
 
-        fn reach(&self, user_id: Uuid) -> Self::Reach {
+        fn reach(&self, user_id: Uuid) -> Self::Reach<'_> {
             (
                 user_id,
                 self.groups.get(&user_id).cloned().unwrap_or_default(),
@@ -556,7 +583,7 @@ mod tests {
 
         fn shares_reaching(
             &self,
-            reach: &Self::Reach,
+            reach: &Self::Reach<'_>,
             kind: ResourceType,
             id: &str,
             f: OnShare<'_, u32>,

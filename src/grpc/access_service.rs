@@ -82,57 +82,70 @@ fn resource_type_to_proto(kind: ResourceType) -> proto::ResourceType {
     }
 }
 
-/// A required resource at `field`.
+/// A field path, built only when a field is refused: `prefix` then the rest.
+fn path<'a>(prefix: &'a dyn Fn() -> String, rest: &'a str) -> impl FnOnce() -> String + 'a {
+    move || format!("{}{rest}", prefix())
+}
+
+/// A DAM id, moved out of the request once checked.
+fn owned_id(id: String) -> Result<String, String> {
+    rules::check_resource_id(&id).map(|()| id)
+}
+
+/// A required resource at `{prefix}{name}`.
 fn resource(
     v: &mut Violations,
-    field: &str,
-    value: Option<&proto::ResourceRef>,
+    prefix: &dyn Fn() -> String,
+    name: &str,
+    value: Option<proto::ResourceRef>,
 ) -> Option<ResourceRef> {
     let Some(value) = value else {
-        v.add(field, "is required");
+        v.add(format!("{}{name}", prefix()), "is required");
         return None;
     };
-    let kind = v.check(
-        &format!("{field}.type"),
+    let kind = v.check_at(
+        || format!("{}{name}.type", prefix()),
         resource_type_from_proto(value.r#type),
     );
-    let id = v.check(&format!("{field}.id"), rules::resource_id(&value.id));
+    let id = v.check_at(|| format!("{}{name}.id", prefix()), owned_id(value.id));
     Some(ResourceRef {
         kind: kind?,
         id: id?,
     })
 }
 
-/// Ancestor folders, collections and owner, under `prefix` (empty, or `placement.`).
+/// Ancestor folders, collections and owner, their fields under `prefix`.
 fn placement(
     v: &mut Violations,
-    prefix: &str,
-    ancestors: &[String],
-    collections: &[String],
+    prefix: &dyn Fn() -> String,
+    ancestors: Vec<String>,
+    collections: Vec<String>,
     owner: &str,
 ) -> Option<Placement> {
-    let mut ids = |name: &str, list: &[String]| -> Option<Vec<String>> {
-        let field = format!("{prefix}{name}");
+    let mut ids = |name: &str, list: Vec<String>| -> Option<Vec<String>> {
         if list.len() > MAX_PLACEMENT_IDS {
             v.add(
-                &field,
+                format!("{}{name}", prefix()),
                 format!("has {} ids; at most {MAX_PLACEMENT_IDS}", list.len()),
             );
             return None;
         }
-        let checked: Vec<_> = list
-            .iter()
-            .enumerate()
-            .map(|(i, id)| v.check(&format!("{field}[{i}]"), rules::resource_id(id)))
-            .collect();
-        checked.into_iter().collect()
+        let mut ok = true;
+        let mut checked = Vec::with_capacity(list.len());
+        for (i, id) in list.into_iter().enumerate() {
+            match v.check_at(|| format!("{}{name}[{i}]", prefix()), owned_id(id)) {
+                Some(id) => checked.push(id),
+                None => ok = false,
+            }
+        }
+        ok.then_some(checked)
     };
     let ancestors = ids("ancestor_folder_ids", ancestors);
     let collections = ids("collection_ids", collections);
     let owner = if owner.is_empty() {
         Some(None)
     } else {
-        v.check(&format!("{prefix}owner_user_id"), validate::id(owner))
+        v.check_at(path(prefix, "owner_user_id"), validate::id(owner))
             .map(Some)
     };
     Some(Placement {
@@ -144,32 +157,32 @@ fn placement(
 
 fn optional_placement(
     v: &mut Violations,
-    value: Option<&proto::ResourcePlacement>,
+    value: Option<proto::ResourcePlacement>,
 ) -> Option<Placement> {
     match value {
         None => Some(Placement::default()),
         Some(p) => placement(
             v,
-            "placement.",
-            &p.ancestor_folder_ids,
-            &p.collection_ids,
+            &|| "placement.".to_owned(),
+            p.ancestor_folder_ids,
+            p.collection_ids,
             &p.owner_user_id,
         ),
     }
 }
 
-/// A `ResourceCheck` at `field`.
+/// A `ResourceCheck` whose fields are under `prefix` (e.g. `resource.`).
 fn resource_check(
     v: &mut Violations,
-    field: &str,
-    value: &proto::ResourceCheck,
+    prefix: &dyn Fn() -> String,
+    value: proto::ResourceCheck,
 ) -> Option<ResourceCheck> {
-    let resource = resource(v, &format!("{field}.resource"), value.resource.as_ref());
+    let resource = resource(v, prefix, "resource", value.resource);
     let placement = placement(
         v,
-        &format!("{field}."),
-        &value.ancestor_folder_ids,
-        &value.collection_ids,
+        prefix,
+        value.ancestor_folder_ids,
+        value.collection_ids,
         &value.owner_user_id,
     );
     Some(ResourceCheck {
@@ -179,31 +192,32 @@ fn resource_check(
 }
 
 /// What one check names, whichever message it came in.
-enum TargetIn<'a> {
-    Resource(&'a proto::ResourceCheck),
-    Permission(&'a str),
+enum TargetIn {
+    Resource(proto::ResourceCheck),
+    Permission(String),
 }
 
 /// One check, its fields under `prefix` (empty, or `items[i].`).
 fn check_item(
     v: &mut Violations,
-    prefix: &str,
+    prefix: &dyn Fn() -> String,
     user_id: &str,
-    target: Option<TargetIn<'_>>,
+    target: Option<TargetIn>,
     level: i32,
 ) -> Option<CheckItem> {
-    let user_id = v.check(&format!("{prefix}user_id"), validate::id(user_id));
+    let user_id = v.check_at(path(prefix, "user_id"), validate::id(user_id));
     let target = match target {
         None => {
             v.add(
-                format!("{prefix}target"),
+                format!("{}target", prefix()),
                 "is required: a resource or a permission",
             );
             None
         }
         Some(TargetIn::Resource(check)) => {
-            let check = resource_check(v, &format!("{prefix}resource"), check);
-            let required = v.check(&format!("{prefix}required_level"), required_level(level));
+            let nested = || format!("{}resource.", prefix());
+            let check = resource_check(v, &nested, check);
+            let required = v.check_at(path(prefix, "required_level"), required_level(level));
             match (check, required) {
                 (Some(check), Some(required)) => Some(Target::Resource { check, required }),
                 _ => None,
@@ -212,13 +226,13 @@ fn check_item(
         Some(TargetIn::Permission(name)) => {
             if level != proto::AccessLevel::Unspecified as i32 {
                 v.add(
-                    format!("{prefix}required_level"),
+                    format!("{}required_level", prefix()),
                     "applies to resource checks only; leave it unset for a permission",
                 );
             }
-            v.check(
-                &format!("{prefix}permission"),
-                Permission::parse(name).ok_or_else(|| {
+            v.check_at(
+                path(prefix, "permission"),
+                Permission::parse(&name).ok_or_else(|| {
                     format!("{name:?} is not a permission; see ListMyPermissions for the names")
                 }),
             )
@@ -353,14 +367,14 @@ impl AccessService for AccessApi {
         request: Request<proto::ShareResourceRequest>,
     ) -> Result<Response<proto::ShareResourceResponse>, Status> {
         let actor = actor(&request);
-        let req = request.get_ref();
+        let req = request.into_inner();
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
-        let resource = resource(&mut v, "resource", req.resource.as_ref());
+        let resource = resource(&mut v, &String::new, "resource", req.resource);
         let subject = subject_from_proto(&mut v, req.subject.as_ref());
         let level = v.check("level", share_level(req.level));
         let request_id = v.check("request_id", validate::request_id(&req.request_id));
-        let placement = optional_placement(&mut v, req.placement.as_ref());
+        let placement = optional_placement(&mut v, req.placement);
         let (account_id, resource, subject, level, request_id, placement) =
             v.values((account_id, resource, subject, level, request_id, placement))?;
         let shared = self
@@ -389,11 +403,11 @@ impl AccessService for AccessApi {
         request: Request<proto::RevokeShareRequest>,
     ) -> Result<Response<proto::RevokeShareResponse>, Status> {
         let actor = actor(&request);
-        let req = request.get_ref();
+        let req = request.into_inner();
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
         let share_id = v.check("share_id", validate::id(&req.share_id));
-        let placement = optional_placement(&mut v, req.placement.as_ref());
+        let placement = optional_placement(&mut v, req.placement);
         let (account_id, share_id, placement) = v.values((account_id, share_id, placement))?;
         let revision = self
             .access
@@ -409,12 +423,12 @@ impl AccessService for AccessApi {
         request: Request<proto::ListResourceSharesRequest>,
     ) -> Result<Response<proto::ListResourceSharesResponse>, Status> {
         let actor = actor(&request);
-        let req = request.get_ref();
+        let req = request.into_inner();
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
-        let resource = resource(&mut v, "resource", req.resource.as_ref());
+        let resource = resource(&mut v, &String::new, "resource", req.resource);
         let page_size = convert::page_size(&mut v, req.page_size);
-        let placement = optional_placement(&mut v, req.placement.as_ref());
+        let placement = optional_placement(&mut v, req.placement);
         let (account_id, resource, page_size, placement) =
             v.values((account_id, resource, page_size, placement))?;
         let check = ResourceCheck {
@@ -474,14 +488,20 @@ impl AccessService for AccessApi {
         request: Request<proto::CheckAccessRequest>,
     ) -> Result<Response<proto::CheckAccessResponse>, Status> {
         let actor = actor(&request);
-        let req = request.get_ref();
+        let req = request.into_inner();
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
-        let target = req.target.as_ref().map(|target| match target {
+        let target = req.target.map(|target| match target {
             proto::check_access_request::Target::Resource(check) => TargetIn::Resource(check),
             proto::check_access_request::Target::Permission(name) => TargetIn::Permission(name),
         });
-        let item = check_item(&mut v, "", &req.user_id, target, req.required_level);
+        let item = check_item(
+            &mut v,
+            &String::new,
+            &req.user_id,
+            target,
+            req.required_level,
+        );
         let (account_id, item) = v.values((account_id, item))?;
         let at_least = self.at_least(account_id, &req.consistency_token)?;
         let (decisions, revision) = self
@@ -501,7 +521,7 @@ impl AccessService for AccessApi {
         request: Request<proto::BatchCheckAccessRequest>,
     ) -> Result<Response<proto::BatchCheckAccessResponse>, Status> {
         let actor = actor(&request);
-        let req = request.get_ref();
+        let req = request.into_inner();
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
         let mut items = Vec::with_capacity(req.items.len());
@@ -514,14 +534,14 @@ impl AccessService for AccessApi {
                 ),
             );
         } else {
-            for (i, item) in req.items.iter().enumerate() {
-                let target = item.target.as_ref().map(|target| match target {
+            for (i, item) in req.items.into_iter().enumerate() {
+                let target = item.target.map(|target| match target {
                     proto::check_access_item::Target::Resource(check) => TargetIn::Resource(check),
                     proto::check_access_item::Target::Permission(name) => {
                         TargetIn::Permission(name)
                     }
                 });
-                let prefix = format!("items[{i}].");
+                let prefix = || format!("items[{i}].");
                 if let Some(item) =
                     check_item(&mut v, &prefix, &item.user_id, target, item.required_level)
                 {
@@ -546,12 +566,12 @@ impl AccessService for AccessApi {
         request: Request<proto::ExplainAccessRequest>,
     ) -> Result<Response<proto::ExplainAccessResponse>, Status> {
         let actor = actor(&request);
-        let req = request.get_ref();
+        let req = request.into_inner();
         let mut v = Violations::new();
         let account_id = v.check("account_id", validate::id(&req.account_id));
         let user_id = v.check("user_id", validate::id(&req.user_id));
-        let check = match &req.resource {
-            Some(check) => resource_check(&mut v, "resource", check),
+        let check = match req.resource {
+            Some(check) => resource_check(&mut v, &|| "resource.".to_owned(), check),
             None => {
                 v.add("resource", "is required");
                 None

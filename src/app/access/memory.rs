@@ -92,9 +92,9 @@ fn slot(kind: ResourceType) -> usize {
 }
 
 /// The user and their groups, as subject numbers.
-pub struct Reach {
+pub struct Reach<'a> {
     user: Option<SubjectNo>,
-    groups: Vec<SubjectNo>,
+    groups: &'a [SubjectNo],
 }
 
 impl AccountAccess {
@@ -280,23 +280,23 @@ impl AccountAccess {
 }
 
 impl AccessView for AccountAccess {
-    type Reach = Reach;
+    type Reach<'a> = Reach<'a>;
     type Share = ();
 
     fn member(&self, user_id: Uuid) -> Option<(Role, MembershipStatus)> {
         self.members.get(&user_id).copied()
     }
 
-    fn reach(&self, user_id: Uuid) -> Reach {
+    fn reach(&self, user_id: Uuid) -> Reach<'_> {
         Reach {
             user: self.subjects.find(user_id, false),
-            groups: self.groups_of.get(&user_id).cloned().unwrap_or_default(),
+            groups: self.groups_of.get(&user_id).map_or(&[], Vec::as_slice),
         }
     }
 
     fn shares_reaching(
         &self,
-        reach: &Reach,
+        reach: &Reach<'_>,
         kind: ResourceType,
         id: &str,
         f: OnShare<'_, ()>,

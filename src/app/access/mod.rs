@@ -607,7 +607,10 @@ impl<'a> RowsView<'a> {
 }
 
 impl AccessView for RowsView<'_> {
-    type Reach = ();
+    type Reach<'b>
+        = ()
+    where
+        Self: 'b;
     type Share = Share;
 
     fn member(&self, user_id: Uuid) -> Option<(Role, MembershipStatus)> {
