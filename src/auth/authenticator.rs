@@ -1,9 +1,11 @@
 //! Turns the `authorization` header into an `Actor`, and checks access tokens: the caller's own
 //! and, for `ValidateToken`, the ones services forward. Both go through `check_access_token`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
@@ -45,7 +47,15 @@ pub struct VerifiedToken {
     pub role: Role,
 }
 
+/// Most access tokens remembered as verified.
+const VERIFIED_MAX: usize = 50_000;
+
 pub struct Authenticator {
+    /// Access tokens whose signature, issuer and audience were verified, by the SHA-256 of the
+    /// token (never the token): a person presents one token on every call for up to its 15
+    /// minutes, and its EdDSA verification costs more than the rest of a read. The key set is
+    /// fixed for the process, so a verified token stays verified; expiry is checked every time.
+    verified: Mutex<HashMap<[u8; 32], AccessClaims>>,
     keys: Arc<KeySet>,
     services: ServiceTokens,
     clock: SharedClock,
@@ -60,6 +70,7 @@ impl Authenticator {
         sessions: Arc<dyn Sessions>,
     ) -> Self {
         Self {
+            verified: Mutex::new(HashMap::new()),
             keys,
             services,
             clock,
@@ -77,7 +88,7 @@ impl Authenticator {
         usage: TokenUse,
     ) -> DomainResult<Result<VerifiedToken, Refusal>> {
         let now = self.clock.now();
-        let claims = match self.keys.verify(token, now) {
+        let claims = match self.verify(token, now) {
             Ok(claims) => claims,
             Err(err) => return Ok(Err(Refusal::Token(err))),
         };
@@ -92,6 +103,39 @@ impl Authenticator {
             return Ok(Err(Refusal::SessionEnded));
         }
         Ok(Ok(VerifiedToken { claims, role }))
+    }
+
+    /// `KeySet::verify`, remembering tokens that passed.
+    fn verify(
+        &self,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AccessClaims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self.remembered().get(&digest).cloned();
+        if let Some(claims) = remembered {
+            return if claims.exp <= now.timestamp() {
+                Err(TokenError::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = self.keys.verify(token, now)?;
+        let mut verified = self.remembered();
+        if verified.len() >= VERIFIED_MAX {
+            verified.retain(|_, claims| claims.exp > now.timestamp());
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], AccessClaims>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The caller presenting `bearer` (the token after `Bearer `). Access tokens are JWTs (three
