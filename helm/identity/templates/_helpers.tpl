@@ -227,6 +227,8 @@ Job, which gets it inline because hooks run before the ConfigMap exists on first
   "IDENTITY_LOG_FORMAT" (toString $c.logFormat)
   "RUST_LOG" (toString $c.logLevel)
   "IDENTITY_DB_MAX_CONNECTIONS" (toString $c.dbMaxConnections)
+  "IDENTITY_ACCESS_STALENESS_MS" (toString $c.accessStalenessMs)
+  "IDENTITY_ACCESS_CACHE_MB" (toString $c.accessCacheMb)
   "IDENTITY_DEFAULT_MAX_USERS" (toString $c.defaultMaxUsers)
   "IDENTITY_DEFAULT_MAX_GROUPS" (toString $c.defaultMaxGroups)
   "IDENTITY_SHUTDOWN_DELAY_SECONDS" (toString $c.shutdownDelaySeconds)
