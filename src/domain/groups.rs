@@ -60,10 +60,12 @@ pub fn description(value: &str) -> Result<String, String> {
     }
     if value
         .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        .any(|c| super::validate::is_hidden_format(c) && !matches!(c, '\n' | '\r' | '\t'))
     {
         return Err(
-            "must not contain control characters other than line breaks and tabs".to_owned(),
+            "must not contain control or bidirectional formatting characters other than line \
+             breaks and tabs"
+                .to_owned(),
         );
     }
     Ok(value.to_owned())
@@ -218,6 +220,7 @@ mod tests {
         assert!(description(&"é".repeat(1024)).is_ok());
         assert!(description(&"é".repeat(1025)).is_err());
         assert!(description("bell\u{0007}").is_err());
+        assert!(description("cost \u{202E}001$").is_err());
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn email(value: &str) -> Result<EmailAddress, String> {
         && !local.contains('@')
         && local
             .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"');
+            .all(|c| !c.is_whitespace() && !is_hidden_format(c) && c != '"');
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|label| {
@@ -80,7 +80,15 @@ pub fn email_lookup(value: &str) -> Result<Option<String>, String> {
     if key.chars().count() > MAX_EMAIL_LEN {
         return Err(format!("must be at most {MAX_EMAIL_LEN} characters"));
     }
-    Ok((!key.chars().any(char::is_control)).then_some(key))
+    Ok((!key.chars().any(is_hidden_format)).then_some(key))
+}
+
+/// A control character, or a bidirectional formatting character (U+061C, U+200E, U+200F,
+/// U+202A to U+202E, U+2066 to U+2069), which can make text read other than it is ("Trojan
+/// source"): an email, a name or a description shown to other people must hold none.
+pub fn is_hidden_format(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A human name (display name, account name): trimmed, 1 to 128 characters, no control characters.
@@ -92,8 +100,8 @@ pub fn name(value: &str) -> Result<String, String> {
     if value.chars().count() > MAX_NAME_LEN {
         return Err(format!("must be at most {MAX_NAME_LEN} characters"));
     }
-    if value.chars().any(char::is_control) {
-        return Err("must not contain control characters".to_owned());
+    if value.chars().any(is_hidden_format) {
+        return Err("must not contain control or bidirectional formatting characters".to_owned());
     }
     Ok(value.to_owned())
 }
@@ -177,6 +185,17 @@ mod tests {
         assert!(name(&"x".repeat(129)).is_err());
         assert!(name(&"x".repeat(128)).is_ok());
         assert!(name("a\u{0007}").is_err());
+        // Bidirectional formatting characters reorder what people read.
+        for hidden in [
+            '\u{202E}', '\u{202A}', '\u{2066}', '\u{2069}', '\u{200F}', '\u{061C}',
+        ] {
+            assert!(name(&format!("Ada{hidden}evil")).is_err(), "{hidden:?}");
+            assert!(
+                email(&format!("ada{hidden}@example.com")).is_err(),
+                "{hidden:?}"
+            );
+        }
+        assert!(name("Zoë Ω 李").is_ok());
         assert!(id("").is_err());
         assert!(id("42").is_err());
         assert!(id(&Uuid::now_v7().to_string()).is_ok());

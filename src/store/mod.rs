@@ -124,6 +124,22 @@ fn amr_of(column: &str) -> Vec<String> {
         .collect()
 }
 
+/// The password of a database URL (`scheme://user:password@host/...`), if it has one.
+fn password_of(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let userinfo = &rest[..rest.rfind('@')?];
+    let password = &userinfo[userinfo.find(':')? + 1..];
+    (!password.is_empty()).then_some(password)
+}
+
+/// `text` with the password of `url` masked wherever it appears.
+fn without_password(text: &str, url: &str) -> String {
+    match password_of(url) {
+        Some(password) => text.replace(password, "***"),
+        None => text.to_owned(),
+    }
+}
+
 /// A fixed key for the migration lock (`pg_advisory_lock`): any 64-bit value unique to this service.
 const MIGRATION_LOCK_KEY: i64 = 0x1d3e_7417_0000_0001;
 
@@ -141,7 +157,7 @@ impl Store {
                 (format!("sqlite://{}?mode=rwc", file.display()), 1)
             }
         };
-        let mut options = ConnectOptions::new(url);
+        let mut options = ConnectOptions::new(url.clone());
         options
             .max_connections(max)
             .min_connections(1)
@@ -150,9 +166,13 @@ impl Store {
             // A liveness query on every checkout costs a round trip; only check idle connections.
             .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .sqlx_logging(false);
-        let db = sea_orm::Database::connect(options)
-            .await
-            .context("cannot connect to the database")?;
+        // The driver's errors can quote the URL, password included: mask it, and keep no source.
+        let db = sea_orm::Database::connect(options).await.map_err(|err| {
+            anyhow::anyhow!(
+                "cannot connect to the database: {}",
+                without_password(&err.to_string(), &url)
+            )
+        })?;
         if db.get_database_backend() == DbBackend::Sqlite {
             db.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
                 .await?;
@@ -308,5 +328,25 @@ impl From<DbErr> for DomainError {
             },
             _ => DomainError::internal(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_masked_in_messages() {
+        let url = "postgres://identity:S3cr3t@Pw@db:54a32/identity";
+        let message = format!("The connection string '{url}' cannot be parsed.");
+        let masked = without_password(&message, url);
+        assert!(!masked.contains("S3cr3t@Pw"), "{masked}");
+        assert!(masked.contains("postgres://identity:***@db:54a32/identity"));
+        assert_eq!(password_of("postgres://identity@db/identity"), None);
+        assert_eq!(password_of("sqlite://data/identity.db"), None);
+        assert_eq!(
+            without_password("no url here", "postgres://u:p@h/d"),
+            "no url here"
+        );
     }
 }

@@ -329,3 +329,28 @@ fn printed_lines_split_like_a_shell() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_malformed_database_url_is_refused_without_echoing_its_password() {
+    let output = Command::new(binary())
+        .arg("migrate")
+        .env(
+            "IDENTITY_DATABASE_URL",
+            "postgres://identity:S3cr3tPw@db:54a32/identity",
+        )
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stderr.contains("cannot connect to the database"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("S3cr3tPw") && !stdout.contains("S3cr3tPw"),
+        "the password leaked: {stderr}{stdout}"
+    );
+}

@@ -1365,3 +1365,38 @@ async fn users_list_by_group_and_leave_their_groups_when_removed() {
         .member_count;
     assert_eq!(members, 1);
 }
+
+#[tokio::test]
+async fn bidirectional_controls_are_refused_in_names_and_emails() {
+    let server = TestServer::start().await;
+    let (account, _) = server.create_account("Acme", "admin@acme.test").await;
+    // "Invoice\u{202E}fdp.exe" reads as "Invoiceexe.pdf".
+    let refused = server
+        .users()
+        .create_user(with_token(
+            OPERATOR,
+            CreateUserRequest {
+                account_id: account.id.clone(),
+                email: "ann\u{2066}@acme.test".into(),
+                display_name: "Invoice\u{202E}fdp.exe".into(),
+                role: proto::Role::Developer as i32,
+                ..Default::default()
+            },
+        ))
+        .await;
+    let status = assert_error(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&status), ["email", "display_name"]);
+    let account_name = server
+        .accounts()
+        .create_account(with_token(
+            OPERATOR,
+            proto::CreateAccountRequest {
+                name: "Acme\u{202E}".into(),
+                administrator_email: "owner@acme.test".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let status = assert_error(account_name, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&status), ["name"]);
+}
