@@ -35,7 +35,14 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: Uuid,
+    /// Not before: never set by this service, honoured when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
+
+/// How far a token's `iat` or `nbf` may lie ahead of this replica's clock (clocks of replicas
+/// differ a little); further, the token is refused.
+pub const CLOCK_LEEWAY_SECONDS: i64 = 60;
 
 /// What is to be put into a new access token.
 #[derive(Debug, Clone)]
@@ -194,6 +201,7 @@ impl KeySet {
             iat: now.timestamp(),
             exp: expires.timestamp(),
             jti: Uuid::new_v4(),
+            nbf: None,
         };
         let mut header = Header::new(key.alg);
         header.kid = Some(key.kid.clone());
@@ -223,6 +231,11 @@ impl KeySet {
             .map_err(|_| TokenError::Invalid)?;
         if data.claims.exp <= now.timestamp() {
             return Err(TokenError::Expired);
+        }
+        // Issued in the future, or not valid yet: not a token to accept now.
+        let latest = now.timestamp() + CLOCK_LEEWAY_SECONDS;
+        if data.claims.iat > latest || data.claims.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(TokenError::Invalid);
         }
         Ok(data.claims)
     }
@@ -279,6 +292,33 @@ mod tests {
         let mut tampered = token.clone();
         tampered.pop();
         assert_eq!(keys.verify(&tampered, now), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn tokens_from_the_future_are_refused() {
+        let keys = keyset(vec![generate_ed25519("k1").unwrap()]);
+        let now = Utc::now();
+        // Issued by a clock ten minutes ahead: refused; a few seconds ahead: accepted.
+        let (ahead, _) = keys
+            .issue(&subject(), now + chrono::Duration::minutes(10))
+            .unwrap();
+        assert_eq!(keys.verify(&ahead, now), Err(TokenError::Invalid));
+        let (skewed, _) = keys
+            .issue(&subject(), now + chrono::Duration::seconds(5))
+            .unwrap();
+        assert!(keys.verify(&skewed, now).is_ok());
+        // A `nbf` ahead of the clock: refused until then.
+        let key = &keys.keys[0];
+        let mut claims = keys.verify(&skewed, now).unwrap();
+        claims.nbf = Some((now + chrono::Duration::minutes(5)).timestamp());
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        let later = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+        assert_eq!(keys.verify(&later, now), Err(TokenError::Invalid));
+        assert!(
+            keys.verify(&later, now + chrono::Duration::minutes(5))
+                .is_ok()
+        );
     }
 
     #[test]
