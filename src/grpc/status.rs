@@ -8,6 +8,9 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::domain::error::{DomainError, reason};
 
+/// How long a caller told UNAVAILABLE waits before retrying (RetryInfo); back off from there.
+const UNAVAILABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "identity";
 
@@ -71,7 +74,13 @@ impl From<DomainError> for Status {
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
             DomainError::Unavailable { reason, message } => {
-                status(Code::Unavailable, reason, message)
+                let mut details = ErrorDetails::with_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    HashMap::<String, String>::new(),
+                );
+                details.set_retry_info(Some(UNAVAILABLE_RETRY));
+                Status::with_error_details(Code::Unavailable, message, details)
             }
             DomainError::Unimplemented { message } => {
                 status(Code::Unimplemented, reason::NOT_IMPLEMENTED, message)

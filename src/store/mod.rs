@@ -161,8 +161,10 @@ impl Store {
         options
             .max_connections(max)
             .min_connections(1)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(10))
+            // A database that does not answer is reported soon (UNAVAILABLE, retry), not after
+            // the caller's own deadline.
+            .connect_timeout(Duration::from_secs(2))
+            .acquire_timeout(Duration::from_secs(3))
             // A liveness query on every checkout costs a round trip; only check idle connections.
             .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .sqlx_logging(false);
@@ -319,15 +321,42 @@ pub fn unique_violation(err: &DbErr) -> Option<&'static str> {
         .map(|(n, _)| *n)
 }
 
+/// Whether `err` says the database cannot be reached now (a lost or refused connection, an
+/// exhausted or closed pool, a server shutting down), not that the statement was wrong: the
+/// caller may retry.
+fn is_unavailable(err: &DbErr) -> bool {
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match &**sqlx {
+        SqlxError::Io(_)
+        | SqlxError::Tls(_)
+        | SqlxError::Protocol(_)
+        | SqlxError::PoolTimedOut
+        | SqlxError::PoolClosed
+        | SqlxError::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P01 to 57P03 (admin or crash
+        // shutdown, cannot connect now).
+        SqlxError::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
+    }
+}
+
 impl From<DbErr> for DomainError {
     fn from(err: DbErr) -> Self {
-        match &err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => DomainError::Unavailable {
+        if is_unavailable(&err) {
+            tracing::warn!(error = %err, "the database is unavailable");
+            return DomainError::Unavailable {
                 reason: crate::domain::error::reason::UNAVAILABLE,
                 message: "the database is unavailable; retry later".to_owned(),
-            },
-            _ => DomainError::internal(err),
+            };
         }
+        DomainError::internal(err)
     }
 }
 

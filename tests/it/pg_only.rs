@@ -369,3 +369,83 @@ async fn a_session_ended_on_one_replica_is_refused_there_at_once_and_on_another_
         "SESSION_REVOKED",
     );
 }
+
+#[tokio::test]
+async fn a_lost_database_answers_unavailable_with_retry_info_not_internal() {
+    use tonic_types::StatusExt;
+    let db = Arc::new(TestDb::postgres().await);
+    let server = TestServer::start_on(db.clone(), |_| {}).await;
+    let (account, _) = server.create_account("Acme", "admin@acme.test").await;
+    // Cut the service off: its open connections die, new ones are refused.
+    let name = db.pg_name().unwrap().to_owned();
+    let admin = sea_orm::Database::connect(
+        std::env::var("IDENTITY_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+    )
+    .await
+    .unwrap();
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+    // A read and a write, each on a connection that died or cannot be opened.
+    for _ in 0..2 {
+        let read = server
+            .accounts()
+            .get_account(with_token(
+                OPERATOR,
+                proto::GetAccountRequest {
+                    account_id: account.id.clone(),
+                },
+            ))
+            .await;
+        let status = assert_error(read, tonic::Code::Unavailable, "UNAVAILABLE");
+        assert!(status.get_error_details().retry_info().is_some());
+        let write = server
+            .users()
+            .create_user(with_token(
+                OPERATOR,
+                proto::CreateUserRequest {
+                    account_id: account.id.clone(),
+                    email: "new@acme.test".into(),
+                    role: proto::Role::Developer as i32,
+                    ..Default::default()
+                },
+            ))
+            .await;
+        let status = assert_error(write, tonic::Code::Unavailable, "UNAVAILABLE");
+        assert!(status.get_error_details().retry_info().is_some());
+    }
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    // Back: the same write lands.
+    let mut landed = false;
+    for _ in 0..50 {
+        let write = server
+            .users()
+            .create_user(with_token(
+                OPERATOR,
+                proto::CreateUserRequest {
+                    account_id: account.id.clone(),
+                    email: "new@acme.test".into(),
+                    role: proto::Role::Developer as i32,
+                    ..Default::default()
+                },
+            ))
+            .await;
+        if write.is_ok() {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(landed, "the service did not recover");
+}
