@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, QueryFilter, QueryOrder,
+    Statement,
     sea_query::{Expr, ExprTrait, Query},
     sqlx::postgres::PgListener,
 };
@@ -31,6 +32,15 @@ const CHANNEL: &str = "identity_access";
 
 /// Session ids per notification: the payload stays well under PostgreSQL's 8,000 bytes.
 const SESSIONS_PER_NOTIFICATION: usize = 100;
+
+/// `NOTIFY` on the access channel with `payload` (PostgreSQL).
+fn notify(payload: String) -> Statement {
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [CHANNEL.into(), payload.into()],
+    )
+}
 
 /// What the feed hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,19 +99,13 @@ impl Tx {
         .await?;
         if backend == DbBackend::Postgres {
             self.conn()
-                .execute_raw(Statement::from_sql_and_values(
-                    backend,
-                    "SELECT pg_notify($1, $2)",
-                    [CHANNEL.into(), format!("{account_id}:{revision}").into()],
-                ))
+                .execute_raw(notify(format!("{account_id}:{revision}")))
                 .await?;
         }
         lock(&self.revisions).push((account_id, revision));
         Ok(revision)
     }
 }
-
-use sea_orm::IdenStatic;
 
 impl Store {
     /// The changes recorded after `revision`, oldest first, with their revisions.
@@ -179,12 +183,8 @@ impl Store {
                             sent.pop_front();
                         }
                     }
-                    let notify = Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        "SELECT pg_notify($1, $2)",
-                        [CHANNEL.into(), format!("t:{nonce}:{seq}").into()],
-                    );
-                    if let Err(error) = store.db.execute_raw(notify).await {
+                    let tick = notify(format!("t:{nonce}:{seq}"));
+                    if let Err(error) = store.db.execute_raw(tick).await {
                         tracing::debug!(error = %error, "access feed tick not sent");
                     }
                 }
@@ -251,15 +251,8 @@ pub(super) async fn notify_sessions_ended(
     for (account_id, sessions) in by_account {
         for chunk in sessions.chunks(SESSIONS_PER_NOTIFICATION) {
             let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
-            conn.execute_raw(Statement::from_sql_and_values(
-                backend,
-                "SELECT pg_notify($1, $2)",
-                [
-                    CHANNEL.into(),
-                    format!("x:{account_id}:{}", ids.join(",")).into(),
-                ],
-            ))
-            .await?;
+            conn.execute_raw(notify(format!("x:{account_id}:{}", ids.join(","))))
+                .await?;
         }
     }
     Ok(())

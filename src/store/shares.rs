@@ -147,13 +147,34 @@ async fn sessions_ended_since(
         .collect())
 }
 
+async fn find_share(
+    conn: &impl sea_orm::ConnectionTrait,
+    account_id: Uuid,
+    id: Uuid,
+) -> DomainResult<Option<Share>> {
+    share::Entity::find_by_id((account_id, id))
+        .one(conn)
+        .await?
+        .map(Share::try_from)
+        .transpose()
+}
+
+/// The account's access revision, `None` when the account does not exist.
+async fn access_revision(
+    conn: &impl sea_orm::ConnectionTrait,
+    account_id: Uuid,
+) -> DomainResult<Option<i64>> {
+    Ok(account::Entity::find_by_id(account_id)
+        .select_only()
+        .column(account::Column::AccessRevision)
+        .into_tuple::<i64>()
+        .one(conn)
+        .await?)
+}
+
 impl Store {
     pub async fn share(&self, account_id: Uuid, id: Uuid) -> DomainResult<Option<Share>> {
-        share::Entity::find_by_id((account_id, id))
-            .one(&self.db)
-            .await?
-            .map(Share::try_from)
-            .transpose()
+        find_share(&self.db, account_id, id).await
     }
 
     /// Up to `limit` shares placed on the resource, oldest first, after `after` (created
@@ -290,13 +311,7 @@ impl Store {
         sink: AccessSink<'_>,
     ) -> DomainResult<Option<i64>> {
         let txn = self.snapshot().await?;
-        let Some(revision) = account::Entity::find_by_id(account_id)
-            .select_only()
-            .column(account::Column::AccessRevision)
-            .into_tuple::<i64>()
-            .one(&txn)
-            .await?
-        else {
+        let Some(revision) = access_revision(&txn, account_id).await? else {
             return Ok(None);
         };
         let members: Vec<(Uuid, StoredRole, StoredStatus)> = membership::Entity::find()
@@ -368,13 +383,7 @@ impl Store {
         resources: &[ResourceRef],
     ) -> DomainResult<Option<ExplainRows>> {
         let txn = self.snapshot().await?;
-        let Some(revision) = account::Entity::find_by_id(account_id)
-            .select_only()
-            .column(account::Column::AccessRevision)
-            .into_tuple::<i64>()
-            .one(&txn)
-            .await?
-        else {
+        let Some(revision) = access_revision(&txn, account_id).await? else {
             return Ok(None);
         };
         let member: Option<(StoredRole, StoredStatus)> =
@@ -416,11 +425,7 @@ impl Store {
 
 impl Tx {
     pub async fn share(&self, account_id: Uuid, id: Uuid) -> DomainResult<Option<Share>> {
-        share::Entity::find_by_id((account_id, id))
-            .one(self.conn())
-            .await?
-            .map(Share::try_from)
-            .transpose()
+        find_share(self.conn(), account_id, id).await
     }
 
     /// The share of `subject` on `resource`, if there is one.

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -29,6 +29,7 @@ use super::memory::AccountAccess;
 use crate::clock::SharedClock;
 use crate::domain::auth::SessionStanding;
 use crate::domain::error::{DomainError, DomainResult};
+use crate::domain::sharing::AccessView;
 use crate::store::access_changes::FeedEvent;
 use crate::store::shares::AccessSink;
 use crate::store::{Committed, Store};
@@ -37,10 +38,18 @@ use crate::store::{Committed, Store};
 /// overlap, and kept this much longer than an access token lives.
 const CLOCK_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 
+// A poisoned lock still holds consistent data here: each change to it is one assignment or one
+// applied change.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What the feed has proven, shared by every account.
@@ -91,11 +100,7 @@ pub struct Fresh {
 impl Fresh {
     pub fn read(&self) -> Snapshot<'_> {
         Snapshot {
-            guard: self
-                .entry
-                .data
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            guard: read(&self.entry.data),
         }
     }
 }
@@ -207,10 +212,7 @@ impl AccessCache {
             return;
         };
         let now = self.clock.now();
-        let mut data = entry
-            .data
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut data = write(&entry.data);
         if let Some(data) = data.as_mut() {
             for session_id in sessions {
                 data.end_session(*session_id, now);
@@ -235,7 +237,6 @@ impl AccessCache {
         if data.session_ended(session_id) {
             return Ok(SessionStanding::Ended);
         }
-        use crate::domain::sharing::AccessView;
         Ok(SessionStanding::Live(
             data.member(user_id).map(|(_, status)| status),
         ))
@@ -267,10 +268,7 @@ impl AccessCache {
 
     /// Whether the data holds at least revision `at_least` and every announced one.
     fn is_current(&self, entry: &Entry, at_least: Option<i64>) -> bool {
-        let data = entry
-            .data
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let data = read(&entry.data);
         let Some(data) = data.as_ref() else {
             return false;
         };
@@ -324,12 +322,7 @@ impl AccessCache {
     async fn catch_up(&self, account_id: Uuid, entry: &Entry, confirm: bool) -> DomainResult<bool> {
         let started = Instant::now();
         let started_at = self.clock.now();
-        let held = entry
-            .data
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map(|data| data.revision);
+        let held = read(&entry.data).as_ref().map(|data| data.revision);
         let caught_up = match held {
             Some(revision) => {
                 let changes = self
@@ -346,10 +339,7 @@ impl AccessCache {
                     Vec::new()
                 };
                 if reaches {
-                    let mut data = entry
-                        .data
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut data = write(&entry.data);
                     if let Some(data) = data.as_mut() {
                         for (revision, list) in &changes {
                             for change in list {
@@ -373,10 +363,7 @@ impl AccessCache {
             let Some(loaded) = self.load(account_id, started_at).await? else {
                 return Ok(false);
             };
-            *entry
-                .data
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(loaded);
+            *write(&entry.data) = Some(loaded);
         }
         if confirm || !caught_up {
             *lock(&entry.sessions_read) = started_at;
@@ -384,12 +371,7 @@ impl AccessCache {
                 .verified
                 .store(self.since_epoch(started), Ordering::Release);
         }
-        let bytes = entry
-            .data
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map_or(0, AccountAccess::bytes);
+        let bytes = read(&entry.data).as_ref().map_or(0, AccountAccess::bytes);
         entry.bytes.store(bytes as u64, Ordering::Relaxed);
         self.evict(account_id);
         Ok(true)
@@ -420,9 +402,7 @@ impl AccessCache {
         let Some(revision) = revision else {
             return Ok(None);
         };
-        let mut data = data
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut data = data.into_inner().unwrap_or_else(PoisonError::into_inner);
         data.revision = revision;
         Ok(Some(data))
     }

@@ -302,14 +302,7 @@ impl Access {
             .share(account_id, share_id)
             .await?
             .ok_or_else(share_not_found)?;
-        let revision = self
-            .cache
-            .fresh(account_id, None)
-            .await?
-            .ok_or_else(no_account)?
-            .read()
-            .data()
-            .revision;
+        let revision = self.current_revision(account_id).await?;
         Ok(Shared {
             created: share.created_at == share.updated_at,
             share,
