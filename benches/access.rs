@@ -41,9 +41,10 @@
 
 mod common;
 
+use common::load::{Call, Load, Outcome, cores, env_or, measure, status_text, with_auth};
+
 use std::{
     collections::HashMap,
-    str::FromStr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -93,17 +94,6 @@ const CHECK_PER_HEALTH_MIN: f64 = 0.5;
 const BATCH_COST_MAX: f64 = 3.0;
 const P99_GROWTH_MAX: f64 = 1.2;
 const BYTES_PER_SHARE_MAX: f64 = 150.0;
-
-fn env_or<T: FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
 
 /// "1k", "1M", or the number itself.
 fn count_label(n: u32) -> String {
@@ -163,16 +153,6 @@ fn round_by_round(all: &[(f64, bool)]) -> String {
         ),
         None => format!("round by round {rounds}; no round was quiet"),
     }
-}
-
-/// The load applied to each target.
-#[derive(Clone, Copy)]
-struct Load {
-    connections: usize,
-    in_flight: usize,
-    warmup: Duration,
-    measure: Duration,
-    rounds: usize,
 }
 
 /// One check and the level it must answer (a `proto::AccessLevel` value).
@@ -257,16 +237,6 @@ fn request<T>(message: T) -> tonic::Request<T> {
     common::authorized(OPERATOR, message)
 }
 
-fn with_auth<T>(auth: &MetadataValue<Ascii>, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", auth.clone());
-    request
-}
-
-fn status_text(status: tonic::Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
-}
-
 /// One in-flight slot: a client of each service on one connection.
 struct Caller {
     health: HealthClient<Channel>,
@@ -327,6 +297,10 @@ impl Caller {
         }
         Ok(())
     }
+}
+
+impl Call for Caller {
+    type Target = Target;
 
     /// One call of `target`; an error unless the status is OK and the answer is what it must be.
     async fn call(&mut self, target: Target) -> Result<(), String> {
@@ -351,157 +325,6 @@ impl Caller {
             Target::BatchLarge => self.batch(&f.large).await,
         }
     }
-}
-
-/// CPU seconds used, by whom, read from /proc: this process's threads by name (the server's
-/// runtime names its threads `server`; everything else here is the load generator), PostgreSQL's
-/// processes, the machine's other busy time (other people's work on this shared machine) and its
-/// idle time.
-#[derive(Default, Clone, Copy)]
-struct Cpu {
-    server: f64,
-    load: f64,
-    postgres: f64,
-    other: f64,
-    idle: f64,
-}
-
-impl Cpu {
-    fn now() -> Self {
-        let mut cpu = Self::default();
-        for (comm, secs) in common::cpu::threads() {
-            if comm.starts_with("server") {
-                cpu.server += secs;
-            } else {
-                cpu.load += secs;
-            }
-        }
-        cpu.postgres = common::cpu::postgres();
-        // Until `since`, `other` holds all the machine's busy time.
-        (cpu.other, cpu.idle) = common::cpu::machine();
-        cpu
-    }
-
-    fn since(&self, before: &Self) -> Self {
-        let (server, load, postgres) = (
-            self.server - before.server,
-            self.load - before.load,
-            self.postgres - before.postgres,
-        );
-        Self {
-            server,
-            load,
-            postgres,
-            other: self.other - before.other - server - load - postgres,
-            idle: self.idle - before.idle,
-        }
-    }
-
-    fn add(&mut self, other: &Self) {
-        self.server += other.server;
-        self.load += other.load;
-        self.postgres += other.postgres;
-        self.other += other.other;
-        self.idle += other.idle;
-    }
-}
-
-/// One target's measurement in one round (or the sum of several).
-#[derive(Default)]
-struct Outcome {
-    /// Calls answered OK within the measured window.
-    calls: u64,
-    errors: u64,
-    first_error: Option<String>,
-    latencies: Vec<Duration>,
-    seconds: f64,
-    cpu: Cpu,
-}
-
-impl Outcome {
-    fn rate(&self) -> f64 {
-        self.calls as f64 / self.seconds
-    }
-
-    /// Other processes' cores during the measurement.
-    fn busy(&self) -> f64 {
-        self.cpu.other / self.seconds
-    }
-
-    fn add(&mut self, other: Outcome) {
-        self.calls += other.calls;
-        self.errors += other.errors;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
-        }
-        self.latencies.extend(other.latencies);
-        self.seconds += other.seconds;
-        self.cpu.add(&other.cpu);
-    }
-
-    /// p50 and p99 in ms (sorts the samples).
-    fn percentiles(&mut self) -> (f64, f64) {
-        if self.latencies.is_empty() {
-            return (f64::NAN, f64::NAN);
-        }
-        self.latencies.sort_unstable();
-        let at = |n: usize| self.latencies[n].as_secs_f64() * 1000.0;
-        let len = self.latencies.len();
-        (at(len / 2), at(len * 99 / 100))
-    }
-}
-
-/// `load.connections x load.in_flight` callers of `target`, each calling in a loop: a warm-up,
-/// then the measured window.
-async fn measure(
-    target: Target,
-    channels: &[Channel],
-    fixture: &Arc<Fixture>,
-    load: Load,
-) -> Outcome {
-    let started = tokio::time::Instant::now();
-    let from = started + load.warmup;
-    let until = from + load.measure;
-    let mut tasks = Vec::new();
-    for channel in channels {
-        for _ in 0..load.in_flight {
-            let mut caller = Caller::new(channel, fixture.clone(), tasks.len());
-            tasks.push(tokio::spawn(async move {
-                let mut out = Outcome::default();
-                loop {
-                    let t = tokio::time::Instant::now();
-                    if t >= until {
-                        break;
-                    }
-                    let result = caller.call(target).await;
-                    let done = tokio::time::Instant::now();
-                    match result {
-                        Ok(()) if done >= from && done <= until => {
-                            out.calls += 1;
-                            out.latencies.push(done - t);
-                        }
-                        Ok(()) => {}
-                        Err(err) => {
-                            out.errors += 1;
-                            out.first_error.get_or_insert(err);
-                        }
-                    }
-                }
-                out
-            }));
-        }
-    }
-    tokio::time::sleep_until(from).await;
-    let before = Cpu::now();
-    tokio::time::sleep_until(until).await;
-    let cpu = Cpu::now().since(&before);
-    let mut total = Outcome::default();
-    for task in tasks {
-        total.add(task.await.expect("caller"));
-    }
-    total.seconds = load.measure.as_secs_f64();
-    total.cpu = cpu;
-    total
 }
 
 /// This process's resident memory in bytes (VmRSS of /proc/self/status).
@@ -553,32 +376,11 @@ async fn warm_check(channel: &Channel, fixture: &Fixture, side: &Side) -> anyhow
 }
 
 fn main() -> anyhow::Result<()> {
-    // The server and the load generator run on runtimes of their own (threads named `server` and
-    // `load`), so the CPU each side uses can be told apart.
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores())
-        .thread_name("server")
-        .enable_all()
-        .build()?;
-    let handle = server.handle().clone();
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(env_or("IDENTITY_BENCH_CLIENT_THREADS", 1))
-        .thread_name("load")
-        .enable_all()
-        .build()?
-        .block_on(common::on_scratch_database(move |url| run(url, handle)));
-    server.shutdown_background();
-    result
+    common::load::on_two_runtimes(run)
 }
 
 async fn run(url: String, server: tokio::runtime::Handle) -> anyhow::Result<()> {
-    let load = Load {
-        connections: env_or("IDENTITY_BENCH_CONNECTIONS", 4),
-        in_flight: env_or("IDENTITY_BENCH_IN_FLIGHT", 16),
-        warmup: Duration::from_secs_f64(env_or("IDENTITY_BENCH_WARMUP_SECS", 1.0)),
-        measure: Duration::from_secs_f64(env_or("IDENTITY_BENCH_SECS", 5.0)),
-        rounds: env_or("IDENTITY_BENCH_ROUNDS", 3usize).max(1),
-    };
+    let load = Load::from_env();
     let small_shares: u32 = env_or("IDENTITY_BENCH_SMALL_SHARES", 1_000);
     let large_shares: u32 = env_or("IDENTITY_BENCH_SHARES", 1_000_000);
     let settle = Duration::from_secs_f64(env_or("IDENTITY_BENCH_SETTLE_SECS", 2.0));
@@ -691,7 +493,12 @@ async fn run(url: String, server: tokio::runtime::Handle) -> anyhow::Result<()> 
         }
         let mut outcomes: Vec<Option<Outcome>> = Target::ALL.iter().map(|_| None).collect();
         for i in order {
-            outcomes[i] = Some(measure(Target::ALL[i], &channels, &fixture, load).await);
+            outcomes[i] = Some(
+                measure(Target::ALL[i], &channels, load, |channel, slot| {
+                    Caller::new(channel, fixture.clone(), slot)
+                })
+                .await,
+            );
         }
         let mut outcomes: Vec<Outcome> = outcomes.into_iter().map(Option::unwrap).collect();
         println!();

@@ -4,6 +4,9 @@
 // Used by the benches that account CPU time (reads, login), not by every bench.
 #[allow(dead_code)]
 pub mod cpu;
+// The throughput benches' load (reads, access).
+#[allow(dead_code)]
+pub mod load;
 
 use std::{net::SocketAddr, sync::Arc};
 
