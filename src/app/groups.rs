@@ -8,12 +8,13 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
+use crate::domain::access_changes::AccessChange;
 use crate::domain::accounts::fingerprint;
 use crate::domain::actor::{Actor, MANAGE_USERS, READ_USERS};
 use crate::domain::error::DomainResult;
 use crate::domain::groups::{self as rules, CreateGroup, Group, GroupChange, group_not_found};
 use crate::domain::page::{After, ListQuery, Page, PageTokens};
-use crate::domain::sharing::{AccessChange, Subject};
+use crate::domain::sharing::Subject;
 use crate::domain::users::{Member, MemberFilter, user_not_found};
 use crate::store::accounts::Counter;
 use crate::store::idempotency::Idempotency;

@@ -7,13 +7,14 @@ use uuid::Uuid;
 
 use crate::auth::secret_token;
 use crate::clock::SharedClock;
+use crate::domain::access_changes::AccessChange;
 use crate::domain::accounts::{Account, account_not_found};
 use crate::domain::actor::{Actor, MANAGE_USERS, READ_USERS};
 use crate::domain::email::Email;
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::page::{After, ListQuery, Page, PageTokens};
 use crate::domain::roles::Role;
-use crate::domain::sharing::{AccessChange, Subject};
+use crate::domain::sharing::Subject;
 use crate::domain::users::{
     self as rules, CreateUser, Inviter, Member, MemberChange, MemberFilter, MembershipStatus,
     Person, UserEtag,

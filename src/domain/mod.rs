@@ -3,6 +3,7 @@
 //! should happen, so it is tested without a database.
 
 pub mod access;
+pub mod access_changes;
 pub mod accounts;
 pub mod actor;
 pub mod auth;

@@ -35,6 +35,16 @@ impl MembershipStatus {
             MembershipStatus::Disabled => "disabled",
         }
     }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            MembershipStatus::Invited,
+            MembershipStatus::Active,
+            MembershipStatus::Disabled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == value)
+    }
 }
 
 /// An argon2id PHC string. Never printed.

@@ -24,8 +24,8 @@ use uuid::Uuid;
 
 use super::entities::{access_change, account};
 use super::{Store, Tx, lock};
+use crate::domain::access_changes::AccessChange;
 use crate::domain::error::{DomainError, DomainResult};
-use crate::domain::sharing::AccessChange;
 
 /// The PostgreSQL channel of access revisions.
 const CHANNEL: &str = "identity_access";

@@ -403,7 +403,7 @@ impl TestServer {
         .unwrap();
         // As accepting the invitation does: the access data of every replica learns of it.
         let role = identity::grpc::convert::role_from_proto(user.role).expect("user with a role");
-        let change = identity::domain::sharing::AccessChange::member(
+        let change = identity::domain::access_changes::AccessChange::member(
             user.id.parse().unwrap(),
             role,
             identity::domain::users::MembershipStatus::Active,

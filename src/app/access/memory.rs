@@ -8,10 +8,9 @@ use std::ops::ControlFlow;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::access_changes::AccessChange;
 use crate::domain::roles::{Level, Role};
-use crate::domain::sharing::{
-    AccessChange, AccessView, OnShare, ResourceRef, ResourceType, Subject, Via, parse_status,
-};
+use crate::domain::sharing::{AccessView, OnShare, ResourceRef, ResourceType, Subject, Via};
 use crate::domain::users::MembershipStatus;
 
 /// A subject as a number: users count up from 0, groups have the top bit set.
@@ -239,7 +238,9 @@ impl AccountAccess {
             AccessChange::Shared { r, s, l } => self.set_share(r.kind, &r.id, *s, l.level()),
             AccessChange::Unshared { r, s } => self.unshare(r, *s),
             AccessChange::Member { u, role, status } => {
-                if let (Some(role), Some(status)) = (Role::parse(role), parse_status(status)) {
+                if let (Some(role), Some(status)) =
+                    (Role::parse(role), MembershipStatus::parse(status))
+                {
                     self.members.insert(*u, (role, status));
                 }
             }

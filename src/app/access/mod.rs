@@ -16,14 +16,15 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::domain::access::{MyPermissions, permissions_of};
+use crate::domain::access_changes::AccessChange;
 use crate::domain::accounts::fingerprint;
 use crate::domain::actor::{Actor, Requirement, Scope};
 use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::page::{ListQuery, Page, PageTokens};
 use crate::domain::roles::{Level, MediaAccess, Permission, Role};
 use crate::domain::sharing::{
-    self as rules, AccessChange, AccessView, CheckItem, Decision, Grant, OnShare, ResourceCheck,
-    ResourceRef, ResourceType, Share, Subject, Via,
+    self as rules, AccessView, CheckItem, Decision, Grant, OnShare, ResourceCheck, ResourceRef,
+    ResourceType, Share, Subject, Via,
 };
 use crate::domain::users::{MembershipStatus, user_not_found};
 use crate::store::Store;

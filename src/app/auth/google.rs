@@ -5,12 +5,12 @@
 use uuid::Uuid;
 
 use super::Auth;
+use crate::domain::access_changes::AccessChange;
 use crate::domain::auth::login::next_step;
 use crate::domain::auth::{
     ActiveMembership, Client, FirstFactor, GoogleCredential, LoginOutcome, NextStep,
 };
 use crate::domain::error::{DomainError, DomainResult, reason};
-use crate::domain::sharing::AccessChange;
 use crate::domain::users::{MembershipStatus, Person};
 
 fn no_matching_user() -> DomainError {

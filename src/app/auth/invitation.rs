@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 
 use super::{Auth, hash_of};
 use crate::auth::password::{self, Password};
+use crate::domain::access_changes::AccessChange;
 use crate::domain::auth::links::{check_invitation, invitation_invalid};
 use crate::domain::auth::{
     Client, FirstFactor, InvitationView, IssuedSession, invalid_credentials,
 };
 use crate::domain::error::{DomainError, DomainResult};
-use crate::domain::sharing::AccessChange;
 use crate::domain::users::{Member, MembershipStatus, user_not_found};
 
 impl Auth {
