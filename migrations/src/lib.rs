@@ -12,6 +12,7 @@ mod m20261128_000003_sessions_and_login;
 mod m20261128_000004_unlogged_login_throttle;
 mod m20261202_000005_sharing;
 mod m20261202_000006_session_ends;
+mod m20261202_000007_login_in_flight;
 
 /// Applies the migrations in order; `identity migrate` runs it under a database-wide lock.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_unlogged_login_throttle::Migration),
             Box::new(m20261202_000005_sharing::Migration),
             Box::new(m20261202_000006_session_ends::Migration),
+            Box::new(m20261202_000007_login_in_flight::Migration),
         ]
     }
 }

@@ -1,5 +1,5 @@
 //! What a login reads and writes of people and memberships: the person by email with their
-//! ACTIVE memberships and the attempt counted (one statement on PostgreSQL), the memberships a
+//! ACTIVE memberships and the attempt admitted by the throttle (one statement on PostgreSQL), the memberships a
 //! person may log in to, and a person's password, name and MFA setting.
 
 use chrono::{DateTime, Utc};
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::entities::membership::StoredStatus;
 use super::entities::{account, login_throttle, membership, user};
-use super::throttle::{AttemptBy, count_attempt};
+use super::throttle::{AttemptBy, reserve_attempt};
 use super::{Store, Tx};
 use crate::domain::auth::{ActiveMembership, Attempt, PasswordLogin};
 use crate::domain::error::DomainResult;
@@ -89,7 +89,7 @@ async fn set_password(
 
 impl Store {
     /// The first step of a password login: the person with this email and their ACTIVE
-    /// memberships (with their accounts, by account name), with the attempt counted against the
+    /// memberships (with their accounts, by account name), with the attempt admitted (or not) by the
     /// person's throttle before any hash is computed. `None` when no such person can log in
     /// anywhere. On PostgreSQL this is one statement (the count is a data-modifying `WITH`
     /// query; the main query reads the lock from the snapshot before it).
@@ -143,7 +143,7 @@ impl Store {
         let statement = WithClause::new()
             .cte(
                 CommonTableExpression::new()
-                    .query(count_attempt(AttemptBy::EmailKey(email_key), now))
+                    .query(reserve_attempt(AttemptBy::EmailKey(email_key), now))
                     .table_name(attempt)
                     .to_owned(),
             )
@@ -171,9 +171,9 @@ impl Store {
                 person,
                 accounts,
                 attempt: if counted {
-                    Attempt::Counted
+                    Attempt::Admitted
                 } else {
-                    Attempt::Paused { locked_until }
+                    Attempt::refused(locked_until, now)
                 },
             }),
         )

@@ -1,18 +1,21 @@
 //! The login throttle: one row per person with their failed password attempts in the current
-//! window and, once past the free attempts, when the next may be made. The policy is
-//! `domain::auth::login`'s (free attempts, window, waits); `count_attempt` compiles it into one
-//! upsert, so counting an attempt is one statement whose row lock queues parallel attempts.
+//! window, when the next may be made once past the free attempts, and the attempts being checked.
+//! The policy is `domain::auth::login`'s (free attempts, window, waits, checks at once);
+//! `reserve_attempt` and `record_failure` compile it into one upsert each, whose row lock queues
+//! parallel attempts.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, EntityTrait,
-    sea_query::{CaseStatement, Expr, ExprTrait, InsertStatement, OnConflict, Query},
+    sea_query::{CaseStatement, Expr, ExprTrait, InsertStatement, OnConflict, Query, SimpleExpr},
 };
 use uuid::Uuid;
 
 use super::entities::{login_throttle, user};
 use super::{Store, Tx};
-use crate::domain::auth::{Attempt, FAILURE_WINDOW, FREE_ATTEMPTS, MAX_LOCK, lock_after};
+use crate::domain::auth::{
+    Attempt, FAILURE_WINDOW, FREE_ATTEMPTS, IN_FLIGHT_EXPIRY, MAX_LOCK, lock_after,
+};
 use crate::domain::error::DomainResult;
 
 /// Whose login attempt is counted.
@@ -22,47 +25,53 @@ pub(super) enum AttemptBy<'a> {
     EmailKey(&'a str),
 }
 
-/// One upsert that counts a login attempt on the person's throttle row, unless the person must
-/// wait: then it changes nothing and returns no row. The upsert's row lock makes parallel
-/// attempts queue, so they cannot pass the limit together.
-pub(super) fn count_attempt(by: AttemptBy<'_>, now: DateTime<Utc>) -> InsertStatement {
-    use login_throttle::Column as C;
-    // In DO UPDATE, a column qualified by the table is the row's value before the attempt.
-    let before = |column: C| Expr::col((login_throttle::Entity, column));
-    // The window is measured from the last counted attempt.
-    let window_over = before(C::WindowStartedAt).lt(now - FAILURE_WINDOW);
-    let counted = before(C::Failures).add(1);
-    let no_lock = Expr::value(Option::<DateTime<Utc>>::None);
-    let mut lock = CaseStatement::new().case(window_over.clone(), no_lock.clone());
-    let mut failures = FREE_ATTEMPTS;
-    while lock_after(failures) < MAX_LOCK {
-        lock = lock.case(counted.clone().eq(failures), now + lock_after(failures));
-        failures += 1;
-    }
-    let lock = lock
-        .case(counted.clone().gte(failures), now + MAX_LOCK)
-        .finally(no_lock);
-    let first = [
-        Expr::value(1),
-        Expr::value(now),
-        Expr::value((lock_after(1) > Duration::zero()).then(|| now + lock_after(1))),
-    ];
+use login_throttle::Column as C;
+
+/// In DO UPDATE, a column qualified by the table is the row's value before the statement.
+fn before(column: C) -> Expr {
+    Expr::col((login_throttle::Entity, column))
+}
+
+/// The failures of the window before this statement: none once the window is over (it is
+/// measured from the last failure).
+fn failures_before(now: DateTime<Utc>) -> SimpleExpr {
+    Expr::case(window_over(now), 0)
+        .finally(before(C::Failures))
+        .into()
+}
+
+fn window_over(now: DateTime<Utc>) -> SimpleExpr {
+    before(C::WindowStartedAt).lt(now - FAILURE_WINDOW)
+}
+
+/// Whether the checks counted in `in_flight` are so old that their replica must have stopped.
+fn in_flight_expired(now: DateTime<Utc>) -> SimpleExpr {
+    before(C::InFlightSince)
+        .is_null()
+        .or(before(C::InFlightSince).lt(now - IN_FLIGHT_EXPIRY))
+}
+
+/// An insert of the person's row with `values` after the person's id: for one person, or for the
+/// person with an email (nothing when there is none).
+fn insert_row(by: AttemptBy<'_>, values: [SimpleExpr; 5]) -> InsertStatement {
     let mut insert = Query::insert();
     insert.into_table(login_throttle::Entity).columns([
         C::UserId,
         C::Failures,
         C::WindowStartedAt,
         C::LockedUntil,
+        C::InFlight,
+        C::InFlightSince,
     ]);
     match by {
         AttemptBy::Person(user_id) => {
-            insert.values_panic(std::iter::once(Expr::value(user_id)).chain(first));
+            insert.values_panic(std::iter::once(Expr::value(user_id)).chain(values));
         }
         AttemptBy::EmailKey(email_key) => {
             let mut person = Query::select();
             person
                 .column(user::Column::Id)
-                .exprs(first)
+                .exprs(values)
                 .from(user::Entity)
                 .and_where(Expr::col(user::Column::EmailKey).eq(email_key));
             // Infallible: the select gives as many columns as the insert names.
@@ -70,52 +79,116 @@ pub(super) fn count_attempt(by: AttemptBy<'_>, now: DateTime<Utc>) -> InsertStat
         }
     }
     insert
+}
+
+/// One upsert that admits a login attempt to have its password checked: unless attempts are
+/// paused, or as many as may still fail (`checks_allowed`) are being checked already. Then it
+/// changes nothing and returns no row.
+pub(super) fn reserve_attempt(by: AttemptBy<'_>, now: DateTime<Utc>) -> InsertStatement {
+    let no_time = || Expr::value(Option::<DateTime<Utc>>::None);
+    let first = [
+        Expr::value(0),
+        Expr::value(now),
+        no_time(),
+        Expr::value(1),
+        Expr::value(now),
+    ];
+    let in_flight: SimpleExpr = Expr::case(in_flight_expired(now), 0)
+        .finally(before(C::InFlight))
+        .into();
+    // `in_flight < checks_allowed(failures)`, that is fewer than the failures left, or none.
+    let room = failures_before(now)
+        .add(in_flight.clone())
+        .lt(FREE_ATTEMPTS)
+        .or(in_flight.clone().lte(0));
+    let unlocked = before(C::LockedUntil)
+        .is_null()
+        .or(before(C::LockedUntil).lte(now));
+    insert_row(by, first)
         .on_conflict(
             OnConflict::column(C::UserId)
                 .values([
-                    (
-                        C::Failures,
-                        Expr::case(window_over, 1).finally(counted).into(),
-                    ),
-                    (C::WindowStartedAt, Expr::value(now)),
-                    (C::LockedUntil, lock.into()),
+                    (C::InFlight, in_flight.add(1)),
+                    (C::InFlightSince, Expr::value(now)),
                 ])
-                .action_and_where(
-                    before(C::LockedUntil)
-                        .is_null()
-                        .or(before(C::LockedUntil).lte(now)),
-                )
+                .action_and_where(unlocked.and(room))
                 .to_owned(),
         )
         .returning_col(C::UserId)
         .to_owned()
 }
 
+/// One upsert that records a checked password as a failure: the count of the window, the wait it
+/// brings (`lock_after`), and one check fewer under way.
+pub(super) fn record_failure(user_id: Uuid, now: DateTime<Utc>) -> InsertStatement {
+    let counted = failures_before(now).add(1);
+    let mut lock = CaseStatement::new();
+    let mut failures = FREE_ATTEMPTS;
+    while lock_after(failures) < MAX_LOCK {
+        lock = lock.case(counted.clone().eq(failures), now + lock_after(failures));
+        failures += 1;
+    }
+    let lock = lock
+        .case(counted.clone().gte(failures), now + MAX_LOCK)
+        .finally(Expr::value(Option::<DateTime<Utc>>::None));
+    let first = [
+        Expr::value(1),
+        Expr::value(now),
+        Expr::value((lock_after(1) > chrono::Duration::zero()).then(|| now + lock_after(1))),
+        Expr::value(0),
+        Expr::value(Option::<DateTime<Utc>>::None),
+    ];
+    let in_flight = Expr::case(before(C::InFlight).gt(0), before(C::InFlight).sub(1)).finally(0);
+    insert_row(AttemptBy::Person(user_id), first)
+        .on_conflict(
+            OnConflict::column(C::UserId)
+                .values([
+                    (C::Failures, counted),
+                    (C::WindowStartedAt, Expr::value(now)),
+                    (C::LockedUntil, lock.into()),
+                    (C::InFlight, in_flight.into()),
+                ])
+                .to_owned(),
+        )
+        .to_owned()
+}
+
 impl Store {
-    /// Counts a login attempt before its password is checked. The attempt is counted as a
-    /// failure until `clear_login_failures` says it succeeded, so parallel attempts cannot
-    /// exceed the limit; while attempts are paused it is not counted, and the lock's end is read.
+    /// Asks the throttle to admit a password attempt before its hash is computed (see
+    /// `reserve_attempt`); a refused attempt reads the lock's end.
     pub async fn reserve_login_attempt(
         &self,
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> DomainResult<Attempt> {
-        let attempt = count_attempt(AttemptBy::Person(user_id), now);
-        let counted = self
+        let attempt = reserve_attempt(AttemptBy::Person(user_id), now);
+        let admitted = self
             .db
             .query_one_raw(self.backend().build(&attempt))
             .await?;
-        if counted.is_some() {
-            return Ok(Attempt::Counted);
+        if admitted.is_some() {
+            return Ok(Attempt::Admitted);
         }
         let locked_until = login_throttle::Entity::find_by_id(user_id)
             .one(&self.db)
             .await?
             .and_then(|row| row.locked_until);
-        Ok(Attempt::Paused { locked_until })
+        Ok(Attempt::refused(locked_until, now))
     }
 
-    /// A successful login forgets the failures.
+    /// An admitted attempt's password did not match.
+    pub async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        self.db
+            .execute_raw(self.backend().build(&record_failure(user_id, now)))
+            .await?;
+        Ok(())
+    }
+
+    /// A successful login forgets the failures (and the checks under way with them).
     pub async fn clear_login_failures(&self, user_id: Uuid) -> DomainResult<()> {
         login_throttle::Entity::delete_by_id(user_id)
             .exec(&self.db)

@@ -460,6 +460,39 @@ async fn parallel_guesses_get_no_more_than_five_evaluations() {
 }
 
 #[tokio::test]
+async fn parallel_right_passwords_all_log_in() {
+    // Attempts being checked are not failures: twenty at once with the right password wait for
+    // each other's checks and all get a session.
+    let server = server().await;
+    account_with_admin(&server, "ada@acme.test").await;
+    let calls = (0..20).map(|_| {
+        let mut auth = server.auth();
+        async move { auth.login(login("ada@acme.test", PASSWORD)).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let refused: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(reason))
+        .collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let sessions: std::collections::HashSet<_> = results
+        .into_iter()
+        .map(|r| match r.unwrap().into_inner().outcome.unwrap() {
+            Outcome::Tokens(tokens) => tokens.session_id,
+            other => panic!("expected tokens, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(sessions.len(), 20);
+    // And the throttle still counts: five wrong guesses pause the next.
+    wrong_passwords(&server, "ada@acme.test", 5).await;
+    assert_error(
+        server.auth().login(login("ada@acme.test", PASSWORD)).await,
+        Code::ResourceExhausted,
+        "LOGIN_THROTTLED",
+    );
+}
+
+#[tokio::test]
 async fn refresh_tokens_rotate_and_a_replay_ends_the_session() {
     let server = server().await;
     account_with_admin(&server, "ada@acme.test").await;

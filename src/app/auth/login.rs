@@ -1,4 +1,4 @@
-//! Password login, step 1: the person, their accounts and the counted attempt in one statement,
+//! Password login, step 1: the person, their accounts and the attempt's admission in one statement,
 //! the password, then the step the domain chooses (the email code, an account choice or a
 //! session, which is one more statement).
 
@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Auth;
 use crate::auth::password::Password;
-use crate::domain::auth::login::{next_step, throttled};
+use crate::domain::auth::login::next_step;
 use crate::domain::auth::{Client, FirstFactor, LoginOutcome, invalid_credentials};
 use crate::domain::error::DomainResult;
 
@@ -31,11 +31,9 @@ impl Auth {
             self.hasher.verify(&password, None).await?;
             return Err(invalid_credentials());
         };
-        if let Some(wait) = start.attempt.wait(now) {
-            return Err(throttled(wait));
-        }
         let (person, accounts) = (start.person, start.accounts);
-        // The attempt is counted, and stays counted until the login succeeds (below).
+        self.admitted(person.id, start.attempt).await?;
+        // A mismatch is recorded as a failure; a success forgets the failures (below).
         if !self.password_matches(&person, &password).await? {
             return Err(invalid_credentials());
         }

@@ -21,6 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::auth::google::GoogleVerifier;
 use crate::auth::keys::{KeySet, TokenSubject};
@@ -30,8 +31,8 @@ use crate::clock::SharedClock;
 use crate::domain::actor::{Actor, PersonCaller};
 use crate::domain::auth::login::throttled;
 use crate::domain::auth::{
-    ActiveMembership, Client, FirstFactor, IssuedSession, LoginOutcome, NewSession, NextStep,
-    Session,
+    ActiveMembership, Attempt, BUSY_WAIT, Client, FirstFactor, IssuedSession, LoginOutcome,
+    NewSession, NextStep, Session,
 };
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::page::PageTokens;
@@ -131,16 +132,16 @@ impl Auth {
             .collect()
     }
 
-    /// Checks a password with the per-person throttle: the attempt is counted before the hash
-    /// is computed, so parallel guesses cannot exceed the limit, and a match forgets the
-    /// failures. (`login` counts its attempt in its first statement and forgets the failures
-    /// in the session's own statement instead.)
+    /// Checks a password with the per-person throttle: the attempt is admitted before the hash
+    /// is computed, so parallel guesses cannot exceed the limit; a mismatch is recorded as a
+    /// failure and a match forgets the failures. (`login` asks for its admission in its first
+    /// statement and forgets the failures in the session's own statement instead.)
     async fn checked_password(&self, person: &Person, password: &Password) -> DomainResult<bool> {
-        let now = self.clock.now();
-        let attempt = self.store.reserve_login_attempt(person.id, now).await?;
-        if let Some(wait) = attempt.wait(now) {
-            return Err(throttled(wait));
-        }
+        let attempt = self
+            .store
+            .reserve_login_attempt(person.id, self.clock.now())
+            .await?;
+        self.admitted(person.id, attempt).await?;
         let matches = self.password_matches(person, password).await?;
         if matches {
             self.store.clear_login_failures(person.id).await?;
@@ -148,15 +149,45 @@ impl Auth {
         Ok(matches)
     }
 
-    /// Checks a password whose attempt is already counted; a match with old parameters stores
-    /// a new hash.
+    /// Waits for an attempt's admission: a busy throttle (as many of the person's attempts as
+    /// may still fail are being checked) is asked again after a few milliseconds, up to
+    /// `BUSY_WAIT`, so a right password waits for the checks under way instead of being refused.
+    /// A pause, or a wait that lasts too long, is `LOGIN_THROTTLED`.
+    async fn admitted(&self, person_id: Uuid, mut attempt: Attempt) -> DomainResult<()> {
+        let waited = std::time::Instant::now();
+        let limit = BUSY_WAIT.to_std().unwrap_or_default();
+        loop {
+            let now = self.clock.now();
+            match attempt.wait(now) {
+                None => return Ok(()),
+                Some(wait) if attempt != Attempt::Busy || waited.elapsed() >= limit => {
+                    return Err(throttled(wait));
+                }
+                Some(_) => {}
+            }
+            let pause = rand::thread_rng().gen_range(5..25);
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            attempt = self
+                .store
+                .reserve_login_attempt(person_id, self.clock.now())
+                .await?;
+        }
+    }
+
+    /// Checks the password of an admitted attempt, recording a mismatch as a failure; a match
+    /// with old parameters stores a new hash.
     async fn password_matches(&self, person: &Person, password: &Password) -> DomainResult<bool> {
         match self
             .hasher
             .verify(password, person.password_hash.as_ref().map(|h| h.as_str()))
             .await?
         {
-            Verified::Mismatch => Ok(false),
+            Verified::Mismatch => {
+                self.store
+                    .record_login_failure(person.id, self.clock.now())
+                    .await?;
+                Ok(false)
+            }
             Verified::Match { rehash } => {
                 if let Some(hash) = rehash {
                     self.store

@@ -25,26 +25,45 @@ pub fn lock_after(failures: i32) -> Duration {
     Ord::min(Duration::seconds(30) * 2i32.pow(doublings), MAX_LOCK)
 }
 
+/// Password attempts of one person checked at once: as many as may still fail before the pause
+/// (at least one), so parallel guesses cannot pass the limit together.
+pub fn checks_allowed(failures: i32) -> i32 {
+    Ord::max(FREE_ATTEMPTS - failures, 1)
+}
+
+/// Attempts being checked are forgotten after this long (a replica stopped during the check).
+pub const IN_FLIGHT_EXPIRY: Duration = Duration::seconds(30);
+/// How long an attempt waits for others' checks to end before it is refused as throttled.
+pub const BUSY_WAIT: Duration = Duration::seconds(10);
+
 /// A password attempt against the person's throttle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
-    /// Counted as a failure until the login succeeds: the password may be checked.
-    Counted,
-    /// Not counted: attempts are paused, until `locked_until` as the throttle row read it.
-    Paused { locked_until: Option<DateTime<Utc>> },
+    /// Admitted: the password may be checked; a mismatch is then recorded as a failure.
+    Admitted,
+    /// Attempts are paused until `until`.
+    Paused { until: DateTime<Utc> },
+    /// As many attempts as may still fail are being checked: ask again when one ends.
+    Busy,
 }
 
 impl Attempt {
-    /// How long a paused attempt must wait: until the lock ends, or a second when the lock ended
-    /// since it was read (a login under way succeeded), so the person may retry almost at once.
+    /// An attempt the throttle did not admit, with the lock's end as the throttle row read it:
+    /// paused while locked, otherwise waiting for the checks under way.
+    pub fn refused(locked_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Attempt {
+        match locked_until {
+            Some(until) if until > now => Attempt::Paused { until },
+            _ => Attempt::Busy,
+        }
+    }
+
+    /// How long a refused attempt should wait before the next: until the lock ends (at least a
+    /// second), or a second when other checks are still under way.
     pub fn wait(self, now: DateTime<Utc>) -> Option<Duration> {
         match self {
-            Attempt::Counted => None,
-            Attempt::Paused { locked_until } => Some(
-                locked_until
-                    .filter(|until| *until > now)
-                    .map_or(Duration::seconds(1), |until| until - now),
-            ),
+            Attempt::Admitted => None,
+            Attempt::Paused { until } => Some(Ord::max(until - now, Duration::seconds(1))),
+            Attempt::Busy => Some(Duration::seconds(1)),
         }
     }
 }
@@ -218,25 +237,39 @@ mod tests {
     }
 
     #[test]
-    fn a_paused_attempt_waits_for_the_lock_or_a_second() {
+    fn a_refused_attempt_waits_for_the_lock_or_a_second() {
         let now = Utc::now();
-        let paused = |locked_until| Attempt::Paused { locked_until };
+        let refused = |locked_until| Attempt::refused(locked_until, now);
         // (attempt, wait)
         let table = [
-            (Attempt::Counted, None),
+            (Attempt::Admitted, None),
             (
-                paused(Some(now + Duration::seconds(40))),
+                refused(Some(now + Duration::seconds(40))),
                 Some(Duration::seconds(40)),
             ),
-            (paused(Some(now)), Some(Duration::seconds(1))),
             (
-                paused(Some(now - Duration::seconds(5))),
+                refused(Some(now + Duration::milliseconds(10))),
                 Some(Duration::seconds(1)),
             ),
-            (paused(None), Some(Duration::seconds(1))),
+            (refused(Some(now)), Some(Duration::seconds(1))),
+            (
+                refused(Some(now - Duration::seconds(5))),
+                Some(Duration::seconds(1)),
+            ),
+            (refused(None), Some(Duration::seconds(1))),
         ];
         for (attempt, wait) in table {
             assert_eq!(attempt.wait(now), wait, "{attempt:?}");
+        }
+        assert_eq!(refused(None), Attempt::Busy);
+        assert_eq!(refused(Some(now)), Attempt::Busy);
+    }
+
+    #[test]
+    fn checks_at_once_are_the_failures_left_and_at_least_one() {
+        // (failures in the window, checks at once)
+        for (failures, checks) in [(0, 5), (1, 4), (4, 1), (5, 1), (9, 1)] {
+            assert_eq!(checks_allowed(failures), checks, "{failures}");
         }
     }
 

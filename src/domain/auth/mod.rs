@@ -23,8 +23,8 @@ pub use challenge::{
 };
 pub use links::{PasswordReset, RESET_INTERVAL, RESET_TTL};
 pub use login::{
-    Attempt, FAILURE_WINDOW, FREE_ATTEMPTS, FirstFactor, MAX_LOCK, NextStep, PasswordLogin,
-    lock_after,
+    Attempt, BUSY_WAIT, FAILURE_WINDOW, FREE_ATTEMPTS, FirstFactor, IN_FLIGHT_EXPIRY, MAX_LOCK,
+    NextStep, PasswordLogin, checks_allowed, lock_after,
 };
 pub use session::{
     NewSession, PendingSelection, RefreshRefusal, RefreshToken, SELECTION_TTL, Session,

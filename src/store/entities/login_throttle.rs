@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-/// Failed logins of a person in the current window.
+/// Failed logins of a person in the current window, and the attempts being checked.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "login_throttles")]
 pub struct Model {
@@ -9,6 +9,8 @@ pub struct Model {
     pub failures: i32,
     pub window_started_at: DateTimeUtc,
     pub locked_until: Option<DateTimeUtc>,
+    pub in_flight: i32,
+    pub in_flight_since: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
