@@ -158,22 +158,19 @@ impl Config {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
+    /// What `identity migrate` needs of the process environment: the database and the log
+    /// format, and nothing a running service needs (keys, mailer).
+    pub fn migration_from_env() -> Result<(Database, LogFormat)> {
+        let lookup = |key: &str| std::env::var(key).ok();
+        let env = Env { lookup: &lookup };
+        Ok((database(&env)?, log_format(&env)?))
+    }
+
     /// Reads configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let env = Env { lookup: &lookup };
-        let database = match env.secret("IDENTITY_DATABASE_URL")? {
-            Some(url) if url.expose().starts_with("postgres") => Database::Postgres { url },
-            Some(url) if url.expose().starts_with("sqlite:") => Database::Sqlite {
-                url: url.expose().to_owned(),
-            },
-            Some(_) => bail!("IDENTITY_DATABASE_URL must be a postgres:// or sqlite: URL"),
-            None => Database::Embedded {
-                data_dir: env
-                    .get("IDENTITY_DATA_DIR")
-                    .unwrap_or_else(|| ".identity".into())
-                    .into(),
-            },
-        };
+        let (database, log_format) = (database(&env)?, log_format(&env)?);
+        let production = matches!(database, Database::Postgres { .. });
         let service_tokens = match env.secret("IDENTITY_SERVICE_TOKENS")? {
             Some(json) => serde_json::from_str::<Vec<ServiceTokenConfig>>(json.expose())
                 .map_err(|e| anyhow!("IDENTITY_SERVICE_TOKENS is not a JSON array of {{name, scopes, sha256}}: {e}"))?,
@@ -224,11 +221,7 @@ impl Config {
                 max_users: env.parse("IDENTITY_DEFAULT_MAX_USERS")?.unwrap_or(100),
                 max_groups: env.parse("IDENTITY_DEFAULT_MAX_GROUPS")?.unwrap_or(5),
             },
-            log_format: match env.get("IDENTITY_LOG_FORMAT").as_deref() {
-                None | Some("text") => LogFormat::Text,
-                Some("json") => LogFormat::Json,
-                Some(other) => bail!("IDENTITY_LOG_FORMAT must be text or json, not {other:?}"),
-            },
+            log_format,
             shutdown_delay: Duration::from_secs(
                 env.parse("IDENTITY_SHUTDOWN_DELAY_SECONDS")?.unwrap_or(5),
             ),
@@ -254,7 +247,7 @@ impl Config {
                 env.parse("IDENTITY_SESSION_TTL_SECONDS")?
                     .unwrap_or(30 * 24 * 3600),
             ),
-            email: email_config(&env)?,
+            email: email_config(&env, production)?,
             google: GoogleConfig::from_env(&env)?,
             access_staleness: Duration::from_millis(
                 env.parse("IDENTITY_ACCESS_STALENESS_MS")?.unwrap_or(1000),
@@ -272,8 +265,39 @@ impl Config {
     }
 }
 
-fn email_config(env: &Env<'_>) -> Result<EmailConfig> {
+fn database(env: &Env<'_>) -> Result<Database> {
+    Ok(match env.secret("IDENTITY_DATABASE_URL")? {
+        Some(url) if url.expose().starts_with("postgres") => Database::Postgres { url },
+        Some(url) if url.expose().starts_with("sqlite:") => Database::Sqlite {
+            url: url.expose().to_owned(),
+        },
+        Some(_) => bail!("IDENTITY_DATABASE_URL must be a postgres:// or sqlite: URL"),
+        None => Database::Embedded {
+            data_dir: env
+                .get("IDENTITY_DATA_DIR")
+                .unwrap_or_else(|| ".identity".into())
+                .into(),
+        },
+    })
+}
+
+fn log_format(env: &Env<'_>) -> Result<LogFormat> {
+    Ok(match env.get("IDENTITY_LOG_FORMAT").as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => bail!("IDENTITY_LOG_FORMAT must be text or json, not {other:?}"),
+    })
+}
+
+/// The email settings. Production mode (`production`: PostgreSQL) has no default transport: the
+/// console one prints live links and codes into the log, so it must be asked for by name.
+fn email_config(env: &Env<'_>, production: bool) -> Result<EmailConfig> {
     let mailer = match env.get("IDENTITY_MAILER").as_deref() {
+        None if production => bail!(
+            "IDENTITY_MAILER must be set in production mode (a PostgreSQL database): `ses` (with \
+             IDENTITY_EMAIL_FROM), or `console`, which prints every email, with its live links and \
+             codes, into the log"
+        ),
         None | Some("console") => MailerKind::Console,
         Some("ses") => MailerKind::Ses,
         Some(other) => bail!("IDENTITY_MAILER must be console or ses, not {other:?}"),
@@ -433,6 +457,30 @@ mod tests {
         .map(|e| e.to_string());
         assert!(err.unwrap_or_default().contains("unknown scope"));
         assert!(config(&[("IDENTITY_DATABASE_URL", "mysql://x")]).is_err());
+    }
+
+    #[test]
+    fn production_mode_has_no_default_mailer() {
+        let production = |vars: &[(&str, &str)]| {
+            let map: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let lookup = |key: &str| map.get(key).cloned();
+            email_config(&Env { lookup: &lookup }, true)
+        };
+        let err = production(&[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("IDENTITY_MAILER must be set"), "{err}");
+        let console = production(&[("IDENTITY_MAILER", "console")]);
+        assert_eq!(console.ok().map(|e| e.mailer), Some(MailerKind::Console));
+        let err = config(&[("IDENTITY_DATABASE_URL", "postgres://db/identity")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("IDENTITY_MAILER must be set"), "{err}");
     }
 
     #[test]

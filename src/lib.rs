@@ -41,6 +41,14 @@ pub async fn build_app(
     store: Store,
     clock: SharedClock,
 ) -> Result<(App, Option<DevCredentials>)> {
+    if config.email.mailer == config::MailerKind::Console
+        && matches!(config.database, Database::Postgres { .. })
+    {
+        tracing::warn!(
+            "IDENTITY_MAILER=console: every email, with its live invitation and reset links and its \
+             codes, is printed into this log instead of being sent; use `ses` in production"
+        );
+    }
     let mailer = email::mailer_from_config(&config.email).await?;
     build_app_with_mailer(config, store, clock, mailer).await
 }

@@ -118,9 +118,9 @@ async fn serve() -> Result<()> {
 }
 
 async fn migrate() -> Result<()> {
-    let config = Config::from_env()?;
-    let _telemetry = telemetry::init(config.log_format)?;
-    let store = Store::connect(&config.database, 2).await?;
+    let (database, log_format) = Config::migration_from_env()?;
+    let _telemetry = telemetry::init(log_format)?;
+    let store = Store::connect(&database, 2).await?;
     let pending = store.pending_migrations().await?;
     store.migrate().await?;
     tracing::info!(applied = pending.len(), "migrations are up to date");

@@ -125,7 +125,26 @@ async fn production_mode_refuses_an_unmigrated_database_and_prints_no_secrets() 
             }])
             .to_string(),
         ),
+        ("IDENTITY_MAILER", "console".to_owned()),
     ];
+
+    // Without a mailer named, production mode does not start: the console one, the embedded
+    // mode's default, would print live links and codes into the log.
+    let unnamed = tokio::process::Command::new(binary())
+        .arg("serve")
+        .envs(
+            env.iter()
+                .filter(|(k, _)| *k != "IDENTITY_MAILER")
+                .map(|(k, v)| (*k, v.as_str())),
+        )
+        .env_remove("IDENTITY_MAILER")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .await
+        .unwrap();
+    assert!(!unnamed.status.success());
+    let stderr = String::from_utf8_lossy(&unnamed.stderr);
+    assert!(stderr.contains("IDENTITY_MAILER must be set"), "{stderr}");
 
     let refused = tokio::process::Command::new(binary())
         .arg("serve")
@@ -159,6 +178,11 @@ async fn production_mode_refuses_an_unmigrated_database_and_prints_no_secrets() 
     assert!(!output.contains("BEGIN PRIVATE KEY"), "{output}");
     assert!(!output.contains("Bearer"), "{output}");
     assert!(!output.contains(url.expose()), "{output}");
+    // The console mailer, asked for by name, is warned about.
+    assert!(
+        output.contains("IDENTITY_MAILER=console: every email"),
+        "{output}"
+    );
     // Nothing was created by the service on its own.
     let store = db.store().await;
     let accounts = identity::store::entities::account::Entity::find()

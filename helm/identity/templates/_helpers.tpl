@@ -178,8 +178,11 @@ Rendered as YAML; read back with fromYaml (key "files").
 {{- $other := include "identity.otherEnvNames" . | fromYaml }}
 {{- $e := default (dict) .Values.config.email }}
 {{- $mailer := toString (default "" $e.mailer) }}
+{{- if and (eq $mailer "") (not (has "IDENTITY_MAILER" $other.names)) (not $other.envFrom) }}
+  {{- fail "config.email.mailer must be set: ses (with config.email.from), or console, which prints every email with its live links and codes into the log" }}
+{{- end }}
 {{- if not (has $mailer (list "" "console" "ses")) }}
-  {{- fail (printf "config.email.mailer must be console or ses (or empty for console), not %q" $mailer) }}
+  {{- fail (printf "config.email.mailer must be console or ses, not %q" $mailer) }}
 {{- end }}
 {{- if and (eq $mailer "ses") (not $e.from) (not (has "IDENTITY_EMAIL_FROM" $other.names)) (not $other.envFrom) }}
   {{- fail "config.email.mailer=ses needs config.email.from (a From address or domain verified in SES)" }}
