@@ -95,6 +95,63 @@ pub const READ_USERS: Requirement = Requirement {
     scope: Scope::UsersRead,
 };
 
+/// Who may call an RPC at all, before its request is read: the first gate of authorization. The
+/// use case then checks the rest (the account, the role, the resource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callers {
+    /// No credentials needed.
+    Public,
+    /// People only (their own profile, sessions, MFA, permissions).
+    Persons,
+    /// People, and services holding one of these scopes.
+    PersonsAndServices(&'static [Scope]),
+    /// Services holding one of these scopes; people are refused.
+    Services(&'static [Scope]),
+    /// Any service token, whatever its scopes; people are refused.
+    AnyService,
+}
+
+impl Actor {
+    /// Fails when the caller is not one `callers` admits: `UNAUTHENTICATED` without credentials,
+    /// `PERMISSION_DENIED SCOPE_MISSING` for a service without an admitting scope,
+    /// `PERMISSION_DENIED PERMISSION_MISSING` for a kind of caller the RPC refuses.
+    pub fn admitted_by(&self, callers: Callers) -> DomainResult<()> {
+        let services = match (self, callers) {
+            (_, Callers::Public) => return Ok(()),
+            (Actor::Anonymous, _) => return Err(unauthenticated()),
+            (Actor::Person(_), Callers::Persons | Callers::PersonsAndServices(_)) => {
+                return Ok(());
+            }
+            (Actor::Person(_), Callers::Services(_) | Callers::AnyService) => {
+                return Err(DomainError::permission_denied(
+                    reason::PERMISSION_MISSING,
+                    "this RPC is for services: use a service token",
+                ));
+            }
+            (Actor::Service(_), Callers::Persons) => {
+                return Err(DomainError::permission_denied(
+                    reason::PERMISSION_MISSING,
+                    "this RPC is for people: use a person's access token",
+                ));
+            }
+            (Actor::Service(_), Callers::AnyService) => return Ok(()),
+            (Actor::Service(service), Callers::PersonsAndServices(scopes))
+            | (Actor::Service(service), Callers::Services(scopes)) => (service, scopes),
+        };
+        let (service, scopes) = services;
+        if scopes.iter().any(|scope| service.scopes.contains(scope)) {
+            return Ok(());
+        }
+        Err(match scopes.first() {
+            Some(scope) => missing_scope(*scope),
+            None => DomainError::permission_denied(
+                reason::PERMISSION_MISSING,
+                "this RPC is not for services",
+            ),
+        })
+    }
+}
+
 impl Actor {
     /// Support tooling with `accounts.operate`.
     pub fn is_operator(&self) -> bool {

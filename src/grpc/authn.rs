@@ -1,6 +1,8 @@
 //! The authentication tower layer: resolves the caller of every request once, puts the `Actor`
-//! into the request extensions, and answers `UNAUTHENTICATED` before any handler runs when a
-//! non-public RPC comes without valid credentials. It also writes one log line per call.
+//! into the request extensions, and answers before any handler runs (and before the body is
+//! read) when a non-public RPC comes without valid credentials (`UNAUTHENTICATED`) or from a
+//! caller it does not admit (`PERMISSION_DENIED`, see `callers`). It also writes one log line per
+//! call.
 
 use std::{
     sync::Arc,
@@ -12,30 +14,13 @@ use futures::future::BoxFuture;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use super::callers::callers;
 use crate::auth::authenticator::Authenticator;
-use crate::domain::actor::Actor;
+use crate::domain::actor::{Actor, Callers};
 use crate::domain::error::{DomainError, reason};
 
-/// RPCs that need no credentials (the login flows and the key set), plus health and reflection.
-const PUBLIC_METHODS: &[&str] = &[
-    "/identity.v1.AuthService/Login",
-    "/identity.v1.AuthService/VerifyMfaChallenge",
-    "/identity.v1.AuthService/ResendMfaCode",
-    "/identity.v1.AuthService/LoginWithGoogle",
-    "/identity.v1.AuthService/LoginWithSso",
-    "/identity.v1.AuthService/SelectAccount",
-    "/identity.v1.AuthService/StartSsoLogin",
-    "/identity.v1.AuthService/GetInvitation",
-    "/identity.v1.AuthService/AcceptInvitation",
-    "/identity.v1.AuthService/RequestPasswordReset",
-    "/identity.v1.AuthService/ResetPassword",
-    "/identity.v1.AuthService/RefreshSession",
-    "/identity.v1.AuthService/GetJwks",
-];
-const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
-
 fn is_public(path: &str) -> bool {
-    PUBLIC_METHODS.contains(&path) || PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p))
+    callers(path) == Some(Callers::Public)
 }
 
 #[derive(Clone)]
@@ -106,6 +91,11 @@ where
                     "this RPC needs `authorization: Bearer <token>`",
                 )),
             };
+            // Who may call this RPC is checked before its body is read.
+            let outcome = outcome.and_then(|actor| match callers(&path) {
+                Some(callers) => actor.admitted_by(callers).map(|()| actor),
+                None => Ok(actor),
+            });
             let (response, caller) = match outcome {
                 Ok(actor) => {
                     let caller = actor.label();

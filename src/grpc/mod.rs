@@ -6,6 +6,7 @@ pub mod access_service;
 pub mod account_service;
 pub mod auth_service;
 pub mod authn;
+pub mod callers;
 pub mod convert;
 pub mod group_service;
 pub mod status;

@@ -26,6 +26,11 @@ pub const OPERATOR: &str = "idt_test_operator";
 pub const DAM: &str = "idt_test_dam";
 pub const READER: &str = "idt_test_reader";
 
+/// The token of a service holding only `scope` (every scope has one in the test configuration).
+pub fn scope_token(scope: &str) -> String {
+    format!("idt_test_scope_{}", scope.replace('.', "_"))
+}
+
 fn base_url() -> String {
     std::env::var("IDENTITY_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
@@ -163,6 +168,15 @@ pub fn test_config(db: &TestDb) -> Config {
         ),
         token("reader", READER, &["users.read"]),
     ];
+    config
+        .service_tokens
+        .extend(identity::domain::actor::Scope::ALL.iter().map(|scope| {
+            token(
+                scope.as_str(),
+                &scope_token(scope.as_str()),
+                &[scope.as_str()],
+            )
+        }));
     config.health_interval = Duration::from_millis(100);
     config.secret_key = Some(Secret::new(db.secret_key.clone()));
     config.outbox_interval = Duration::from_millis(50);

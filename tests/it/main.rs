@@ -10,6 +10,7 @@ mod access;
 mod accounts;
 mod architecture;
 mod auth;
+mod authorization;
 mod callers;
 mod cli;
 mod email;
