@@ -131,6 +131,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often the database is pinged for the health status.
     pub health_interval: Duration,
+    /// The largest request message accepted (after decompression); larger ones are refused with
+    /// `RESOURCE_EXHAUSTED MESSAGE_TOO_LARGE`.
+    pub max_request_bytes: usize,
     /// Base of the links in emails (invitations, password resets), e.g. `https://app.example.com`.
     pub public_url: String,
     /// How often the outbox worker looks for due emails.
@@ -151,6 +154,11 @@ pub struct Config {
     /// Memory the access data of all accounts may take; least recently used accounts go first.
     pub access_cache_bytes: usize,
 }
+
+/// The range of `IDENTITY_MAX_REQUEST_BYTES`: room for the largest ordinary request (a
+/// `BatchCheckAccess` of many items) at the bottom, a bounded memory per request at the top.
+const MIN_REQUEST_BYTES: usize = 64 << 10;
+const MAX_REQUEST_BYTES: usize = 64 << 20;
 
 impl Config {
     /// Reads the process environment.
@@ -231,6 +239,13 @@ impl Config {
             health_interval: Duration::from_millis(
                 env.parse("IDENTITY_HEALTH_INTERVAL_MS")?.unwrap_or(2000),
             ),
+            max_request_bytes: match env.parse::<usize>("IDENTITY_MAX_REQUEST_BYTES")? {
+                None => 4 << 20,
+                Some(bytes) if (MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&bytes) => bytes,
+                Some(bytes) => bail!(
+                    "IDENTITY_MAX_REQUEST_BYTES must be {MIN_REQUEST_BYTES} to {MAX_REQUEST_BYTES}, not {bytes}"
+                ),
+            },
             public_url: env
                 .get("IDENTITY_PUBLIC_URL")
                 .unwrap_or_else(|| "http://localhost:3000".into())
@@ -425,10 +440,13 @@ mod tests {
         let file = dir.join("db");
         std::fs::write(&file, "postgres://u:hunter2@db/identity\n")
             .unwrap_or_else(|e| unreachable!("{e}"));
-        let config = config(&[(
-            "IDENTITY_DATABASE_URL_FILE",
-            file.to_str().unwrap_or_default(),
-        )])
+        let config = config(&[
+            (
+                "IDENTITY_DATABASE_URL_FILE",
+                file.to_str().unwrap_or_default(),
+            ),
+            ("IDENTITY_MAILER", "console"),
+        ])
         .unwrap_or_else(|e| unreachable!("{e}"));
         match &config.database {
             Database::Postgres { url } => {

@@ -146,8 +146,15 @@ pub async fn serve(
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = tonic::transport::Server::builder()
+        // Headers up to this size reach the authentication layer, which refuses an oversized
+        // credential in that call alone; at hyper's 16 KiB default, HTTP/2's guard against
+        // CONTINUATION floods answers a 64 KiB header by closing the whole connection (GOAWAY).
+        .http2_max_header_list_size(HEADER_LIST_BYTES)
         .trace_fn(telemetry::rpc_span)
-        .layer(grpc::authn::AuthLayer::new(app.authenticator.clone()))
+        .layer(grpc::authn::AuthLayer::new(
+            app.authenticator.clone(),
+            app.config.max_request_bytes,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -195,6 +202,9 @@ pub async fn serve(
     }
     result
 }
+
+/// The largest header block of a call (all its metadata) the server reads.
+const HEADER_LIST_BYTES: u32 = 256 << 10;
 
 /// Binds `addr` (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {

@@ -240,7 +240,10 @@ impl Actor {
 }
 
 fn unauthenticated() -> DomainError {
-    DomainError::unauthenticated(reason::CREDENTIALS_MISSING, "credentials are required")
+    DomainError::unauthenticated(
+        reason::CREDENTIALS_MISSING,
+        "this RPC needs `authorization: Bearer <token>`",
+    )
 }
 
 fn missing_scope(scope: Scope) -> DomainError {

@@ -22,6 +22,10 @@ pub mod reason {
     pub const SESSION_REVOKED: &str = "SESSION_REVOKED";
     pub const PERMISSION_MISSING: &str = "PERMISSION_MISSING";
     pub const SCOPE_MISSING: &str = "SCOPE_MISSING";
+    /// The request's bytes are not a message of the RPC.
+    pub const MESSAGE_UNDECODABLE: &str = "MESSAGE_UNDECODABLE";
+    /// The request is larger than the configured limit.
+    pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
     pub const ACCOUNT_MISMATCH: &str = "ACCOUNT_MISMATCH";
 
     // Accounts, users and groups.

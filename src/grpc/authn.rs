@@ -11,13 +11,16 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use tonic::Status;
+use tonic::{Code, Status};
 use tower::{Layer, Service};
 
 use super::callers::callers;
 use crate::auth::authenticator::Authenticator;
 use crate::domain::actor::{Actor, Callers};
 use crate::domain::error::{DomainError, reason};
+
+/// The longest bearer token read: access tokens are about 1 KiB, service tokens far less.
+const MAX_BEARER_BYTES: usize = 8 << 10;
 
 fn is_public(path: &str) -> bool {
     callers(path) == Some(Callers::Public)
@@ -26,11 +29,16 @@ fn is_public(path: &str) -> bool {
 #[derive(Clone)]
 pub struct AuthLayer {
     authenticator: Arc<Authenticator>,
+    max_request_bytes: usize,
 }
 
 impl AuthLayer {
-    pub fn new(authenticator: Arc<Authenticator>) -> Self {
-        Self { authenticator }
+    /// `max_request_bytes` is the services' decoding limit, named when a request passes it.
+    pub fn new(authenticator: Arc<Authenticator>, max_request_bytes: usize) -> Self {
+        Self {
+            authenticator,
+            max_request_bytes,
+        }
     }
 }
 
@@ -41,6 +49,7 @@ impl<S> Layer<S> for AuthLayer {
         AuthService {
             inner,
             authenticator: self.authenticator.clone(),
+            max_request_bytes: self.max_request_bytes,
         }
     }
 }
@@ -49,6 +58,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     authenticator: Arc<Authenticator>,
+    max_request_bytes: usize,
 }
 
 impl<S, B> Service<http::Request<B>> for AuthService<S>
@@ -73,34 +83,40 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
+        let max_request_bytes = self.max_request_bytes;
         Box::pin(async move {
             let started = Instant::now();
             let path = request.uri().path().to_owned();
             let bearer = bearer(request.headers());
             let public = is_public(&path);
             let outcome = match bearer {
-                Some(token) => match authenticator.authenticate(&token).await {
-                    Ok(actor) => Ok(actor),
-                    // A stale token on a public RPC (RefreshSession after expiry) is ignored.
-                    Err(_) if public => Ok(Actor::Anonymous),
-                    Err(err) => Err(err),
-                },
-                None if public => Ok(Actor::Anonymous),
-                None => Err(DomainError::unauthenticated(
-                    reason::CREDENTIALS_MISSING,
-                    "this RPC needs `authorization: Bearer <token>`",
+                Some(token) if token.len() > MAX_BEARER_BYTES => Err(DomainError::unauthenticated(
+                    reason::CREDENTIALS_INVALID,
+                    "the bearer token is longer than any this service issues",
                 )),
+                Some(token) => authenticator.authenticate(&token).await,
+                None => Ok(Actor::Anonymous),
             };
-            // Who may call this RPC is checked before its body is read.
-            let outcome = outcome.and_then(|actor| match callers(&path) {
-                Some(callers) => actor.admitted_by(callers).map(|()| actor),
-                None => Ok(actor),
-            });
+            let outcome = match outcome {
+                // A stale token on a public RPC (RefreshSession after expiry) is ignored.
+                Err(_) if public => Ok(Actor::Anonymous),
+                // Who may call this RPC is checked before its body is read.
+                Ok(actor) => match callers(&path) {
+                    Some(callers) => actor.admitted_by(callers).map(|()| actor),
+                    None if matches!(actor, Actor::Anonymous) => Err(DomainError::unauthenticated(
+                        reason::CREDENTIALS_MISSING,
+                        "this RPC needs `authorization: Bearer <token>`",
+                    )),
+                    None => Ok(actor),
+                },
+                Err(err) => Err(err),
+            };
             let (response, caller) = match outcome {
                 Ok(actor) => {
                     let caller = actor.label();
                     request.extensions_mut().insert(actor);
-                    (inner.call(request).await?, caller)
+                    let response = inner.call(request).await?;
+                    (caller_fault(response, max_request_bytes), caller)
                 }
                 Err(err) => (Status::from(err).into_http(), "rejected".to_owned()),
             };
@@ -123,6 +139,40 @@ where
             Ok(response)
         })
     }
+}
+
+/// tonic answers a request it cannot read before any handler runs: `INTERNAL` for bytes that are
+/// not the RPC's message, `OUT_OF_RANGE` for a message over the limit. Both are the caller's doing;
+/// this answers them as the contract says, with a stable reason.
+fn caller_fault(
+    response: http::Response<tonic::body::Body>,
+    max_request_bytes: usize,
+) -> http::Response<tonic::body::Body> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let fault = match status.code() {
+        Code::Internal
+            if status
+                .message()
+                .starts_with("failed to decode Protobuf message") =>
+        {
+            super::status::status(
+                Code::InvalidArgument,
+                reason::MESSAGE_UNDECODABLE,
+                "the request is not a protobuf message of this RPC".to_owned(),
+            )
+        }
+        Code::OutOfRange if status.message().contains("message length too large") => {
+            super::status::status(
+                Code::ResourceExhausted,
+                reason::MESSAGE_TOO_LARGE,
+                format!("the request is larger than the limit of {max_request_bytes} bytes"),
+            )
+        }
+        _ => return response,
+    };
+    fault.into_http()
 }
 
 fn bearer(headers: &http::HeaderMap) -> Option<String> {

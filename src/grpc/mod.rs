@@ -18,46 +18,44 @@ use crate::proto;
 
 pub use unbuilt::unbuilt;
 
-/// Largest request accepted, and largest response sent.
-const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-
 pub fn account_service(
     app: &App,
 ) -> proto::account_service_server::AccountServiceServer<account_service::AccountApi> {
     proto::account_service_server::AccountServiceServer::new(account_service::AccountApi::new(app))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(app.config.max_request_bytes)
 }
 
 pub fn auth_service(
     app: &App,
 ) -> proto::auth_service_server::AuthServiceServer<auth_service::AuthApi> {
     proto::auth_service_server::AuthServiceServer::new(auth_service::AuthApi::new(app))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(app.config.max_request_bytes)
 }
 
 pub fn user_service(
     app: &App,
 ) -> proto::user_service_server::UserServiceServer<user_service::UserApi> {
     proto::user_service_server::UserServiceServer::new(user_service::UserApi::new(app))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(app.config.max_request_bytes)
 }
 
 pub fn group_service(
     app: &App,
 ) -> proto::group_service_server::GroupServiceServer<group_service::GroupApi> {
     proto::group_service_server::GroupServiceServer::new(group_service::GroupApi::new(app))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(app.config.max_request_bytes)
 }
 
 pub fn access_service(
     app: &App,
 ) -> proto::access_service_server::AccessServiceServer<access_service::AccessApi> {
     proto::access_service_server::AccessServiceServer::new(access_service::AccessApi::new(app))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(app.config.max_request_bytes)
 }
 
 pub fn audit_service(
-    _app: &App,
+    app: &App,
 ) -> proto::audit_service_server::AuditServiceServer<unbuilt::AuditApi> {
     proto::audit_service_server::AuditServiceServer::new(unbuilt::AuditApi)
+        .max_decoding_message_size(app.config.max_request_bytes)
 }

@@ -14,7 +14,8 @@ const UNAVAILABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(1)
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "identity";
 
-fn status(code: Code, reason: &str, message: String) -> Status {
+/// A status with its `ErrorInfo`.
+pub(super) fn status(code: Code, reason: &str, message: String) -> Status {
     Status::with_error_details(
         code,
         message,

@@ -17,6 +17,7 @@ mod email;
 mod google;
 mod groups;
 mod health;
+mod hostile;
 mod pg_only;
 mod sharing;
 mod users;
