@@ -2,23 +2,19 @@
 //! made at each start, a bootstrap account, and ready-to-paste `grpcurl` lines. Production mode
 //! never runs any of this.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path};
 
 use anyhow::{Context, Result};
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::auth::keys::{KeySet, TokenSubject, generate_ed25519};
+use crate::auth::keys::generate_ed25519;
 use crate::auth::{secret_token, service_tokens::ServiceTokens};
 use crate::config::SigningKeyConfig;
 use crate::domain::accounts::CreateAccount;
 use crate::domain::actor::{Actor, Scope, ServiceCaller};
-use crate::domain::auth::{NewSession, Session};
-use crate::domain::roles::Role;
 use crate::domain::validate;
 
-/// How long the printed administrator token lives: a working day, so the printed lines keep working.
-pub const DEV_ADMIN_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@example.com";
 
 /// What the embedded mode prints.
@@ -26,7 +22,10 @@ pub struct DevCredentials {
     pub operator_token: String,
     pub account_id: Uuid,
     pub admin_email: String,
-    pub admin_token: String,
+    /// A fresh invitation token while the administrator has not accepted; `None` after.
+    pub invitation_token: Option<String>,
+    /// A password the printed accept line proposes (any other that passes the policy works).
+    pub proposed_password: String,
 }
 
 /// The signing key of the embedded mode, made once and kept in `data_dir`.
@@ -98,8 +97,9 @@ pub fn dev_operator_token(tokens: &mut ServiceTokens) -> String {
     token
 }
 
-/// Creates the bootstrap account on the first run, and signs an access token for its administrator.
-pub async fn bootstrap(app: &App, keys: &KeySet, operator_token: String) -> Result<DevCredentials> {
+/// Creates the bootstrap account on the first run, and renews its administrator's invitation
+/// while it is not accepted.
+pub async fn bootstrap(app: &App, operator_token: String) -> Result<DevCredentials> {
     let existing = app
         .store
         .oldest_account()
@@ -137,42 +137,19 @@ pub async fn bootstrap(app: &App, keys: &KeySet, operator_token: String) -> Resu
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the bootstrap administrator: {e}"))?
         .context("the bootstrap account has no administrator")?;
-    // A real session (12 hours), so the printed token behaves like a logged-in administrator's.
-    let now = app.clock.now();
-    let ttl = chrono::Duration::from_std(DEV_ADMIN_TOKEN_TTL)?;
-    let session = Session::open(
-        NewSession {
-            user_id: admin.id,
-            account_id,
-            amr: vec!["dev".to_owned()],
-            mfa_passed: true,
-            user_agent: Some("identity embedded mode".to_owned()),
-            ip_address: None,
-        },
-        now,
-        ttl,
-    );
-    app.store
-        .create_session(&session)
+    // No session for an invited member: the banner shows how to accept the invitation, which
+    // starts one, and how to log in after.
+    let invitation_token = app
+        .users
+        .renew_invitation_quietly(account_id, admin.id)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot start the bootstrap session: {e}"))?;
-    let (admin_token, _) = keys.issue_for(
-        &TokenSubject {
-            user_id: admin.id,
-            account_id,
-            role: Role::AccountAdministrator,
-            session_id: session.id,
-            amr: vec!["dev".to_owned()],
-            email: admin.email.clone(),
-        },
-        now,
-        DEV_ADMIN_TOKEN_TTL,
-    )?;
+        .map_err(|e| anyhow::anyhow!("cannot renew the bootstrap invitation: {e}"))?;
     Ok(DevCredentials {
         operator_token,
         account_id,
         admin_email: admin.email,
-        admin_token,
+        invitation_token,
+        proposed_password: secret_token::generate("pw-"),
     })
 }
 
@@ -183,13 +160,36 @@ pub fn banner(addr: SocketAddr, creds: &DevCredentials, data_dir: &Path) -> Stri
     } else {
         addr.to_string()
     };
+    let (account, email, password) = (
+        creds.account_id,
+        &creds.admin_email,
+        &creds.proposed_password,
+    );
+    let administrator = match &creds.invitation_token {
+        Some(token) => format!(
+            r#"As the bootstrap account's administrator, accept the invitation with this password (or one of
+your own); the answer holds a session. The link is renewed at each start until it is accepted:
+  grpcurl -plaintext -d '{{"invitation_token": "{token}", "password": "{password}"}}' {target} identity.v1.AuthService/AcceptInvitation
+Log in with the same password later:
+  grpcurl -plaintext -d '{{"email": "{email}", "password": "{password}"}}' {target} identity.v1.AuthService/Login"#
+        ),
+        None => format!(
+            r#"As the bootstrap account's administrator, log in with the password chosen when accepting:
+  grpcurl -plaintext -d '{{"email": "{email}", "password": "<your password>"}}' {target} identity.v1.AuthService/Login"#
+        ),
+    };
+    let state = if creds.invitation_token.is_some() {
+        "invited"
+    } else {
+        "active"
+    };
     format!(
         r#"
 identity is running in embedded mode (SQLite in {data}, emails printed to this log).
 
   address            {target}
   bootstrap account  {account}
-  administrator      {email} (invited; the token below is valid for 12 hours)
+  administrator      {email} ({state})
 
 List the services:
   grpcurl -plaintext {target} list
@@ -197,13 +197,11 @@ List the services:
 As support tooling (operator token, made anew at each start):
   grpcurl -plaintext -H 'authorization: Bearer {operator}' -d '{{"name": "Acme", "administrator_email": "owner@acme.test"}}' {target} identity.v1.AccountService/CreateAccount
 
-As the bootstrap account's administrator:
-  grpcurl -plaintext -H 'authorization: Bearer {admin}' -d '{{"account_id": "{account}"}}' {target} identity.v1.AccountService/GetAccount
+{administrator}
+Then, with the `accessToken` of that answer:
+  grpcurl -plaintext -H 'authorization: Bearer <accessToken>' -d '{{"account_id": "{account}"}}' {target} identity.v1.AccountService/GetAccount
 "#,
         data = data_dir.display(),
-        account = creds.account_id,
-        email = creds.admin_email,
         operator = creds.operator_token,
-        admin = creds.admin_token,
     )
 }

@@ -95,7 +95,7 @@ pub async fn build_app_with_mailer(
         mailer,
     )?;
     let credentials = match operator_token {
-        Some(token) => Some(bootstrap::bootstrap(&app, &app.keys, token).await?),
+        Some(token) => Some(bootstrap::bootstrap(&app, token).await?),
         None => None,
     };
     Ok((app, credentials))

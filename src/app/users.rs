@@ -27,6 +27,7 @@ use super::idempotent;
 
 /// A new invitation link: the token goes into the email, its hash into the table.
 pub struct NewLink {
+    pub token: String,
     pub token_hash: String,
     pub link: String,
 }
@@ -37,6 +38,7 @@ pub fn invitation_link(public_url: &str) -> NewLink {
     NewLink {
         token_hash: secret_token::digest_hex(&token),
         link: format!("{public_url}/invitations/accept?token={token}"),
+        token,
     }
 }
 
@@ -365,6 +367,35 @@ impl Users {
         let updated = reread(&tx, account_id, user_id).await?;
         tx.commit().await?;
         Ok(updated)
+    }
+
+    /// The embedded mode's start: a fresh invitation for a member still INVITED, replacing the
+    /// link before it, without an email (the start banner shows the token). `None` once the member
+    /// has accepted.
+    pub async fn renew_invitation_quietly(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+    ) -> DomainResult<Option<String>> {
+        let now = self.clock.now();
+        let tx = self.store.begin().await?;
+        lock_account(&tx, account_id).await?;
+        let member = member_at(&tx, account_id, user_id, None).await?;
+        if member.status() != MembershipStatus::Invited {
+            return Ok(None);
+        }
+        let link = self.new_link();
+        tx.delete_invitation(account_id, user_id).await?;
+        tx.insert_invitation(&rules::invitation(
+            account_id,
+            user_id,
+            link.token_hash,
+            None,
+            now,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(Some(link.token))
     }
 
     /// Disables (`disable = true`) or re-enables a member. Disabling ends their sessions and

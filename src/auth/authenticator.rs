@@ -10,8 +10,7 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::domain::actor::{Actor, PersonCaller};
-use crate::domain::auth::session::session_admits;
-use crate::domain::auth::{SessionStanding, TokenUse};
+use crate::domain::auth::{SessionRefusal, SessionStanding, session_refusal};
 use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::roles::Role;
 
@@ -35,9 +34,9 @@ pub enum Refusal {
     /// The token itself: malformed, not signed by a key of the set, of another issuer or
     /// audience, naming no known role, or expired.
     Token(TokenError),
-    /// Its session has ended (logout, revocation, expiry), or, for a forwarded token, its member
-    /// is no longer ACTIVE.
-    SessionEnded,
+    /// Its session: ended (logout, revocation, expiry), or live for a person who is not an
+    /// ACTIVE member of the account.
+    Session(SessionRefusal),
 }
 
 /// An access token that passed every check.
@@ -78,14 +77,13 @@ impl Authenticator {
         }
     }
 
-    /// The one check of an access token, presented for `usage`: its signature, issuer, audience,
-    /// expiry and role, then where its session stands (from the replica's memory, within the
-    /// access staleness bound), which the domain judges (`session_admits`). The caller turns a
-    /// refusal into its own reasons.
+    /// The one check of an access token, by its person or forwarded by a service alike: its
+    /// signature, issuer, audience, expiry and role, then where its session stands (from the
+    /// replica's memory, within the access staleness bound), which the domain judges
+    /// (`session_refusal`). The caller turns a refusal into its own reasons.
     pub async fn check_access_token(
         &self,
         token: &str,
-        usage: TokenUse,
     ) -> DomainResult<Result<VerifiedToken, Refusal>> {
         let now = self.clock.now();
         let claims = match self.verify(token, now) {
@@ -99,8 +97,8 @@ impl Authenticator {
             .sessions
             .standing(claims.sid, claims.acc, claims.sub)
             .await?;
-        if !session_admits(standing, usage) {
-            return Ok(Err(Refusal::SessionEnded));
+        if let Some(refusal) = session_refusal(standing) {
+            return Ok(Err(Refusal::Session(refusal)));
         }
         Ok(Ok(VerifiedToken { claims, role }))
     }
@@ -142,16 +140,11 @@ impl Authenticator {
     /// dot-separated parts); anything else is looked up as a service token.
     pub async fn authenticate(&self, bearer: &str) -> DomainResult<Actor> {
         if bearer.matches('.').count() == 2 {
-            let checked = self.check_access_token(bearer, TokenUse::Caller).await?;
+            let checked = self.check_access_token(bearer).await?;
             let VerifiedToken { claims, role } = match checked {
                 Ok(verified) => verified,
                 Err(Refusal::Token(err)) => return Err(token_error(err)),
-                Err(Refusal::SessionEnded) => {
-                    return Err(DomainError::unauthenticated(
-                        reason::SESSION_REVOKED,
-                        "the session of this token has ended; log in again",
-                    ));
-                }
+                Err(Refusal::Session(refusal)) => return Err(session_error(refusal)),
             };
             return Ok(Actor::Person(PersonCaller {
                 user_id: claims.sub,
@@ -180,5 +173,20 @@ pub fn token_error(err: TokenError) -> DomainError {
         TokenError::Invalid => {
             DomainError::unauthenticated(reason::CREDENTIALS_INVALID, err.to_string())
         }
+    }
+}
+
+/// What a token's session refusal is called, for its own caller and for a service forwarding it.
+pub fn session_error(refusal: SessionRefusal) -> DomainError {
+    match refusal {
+        SessionRefusal::Ended => DomainError::unauthenticated(
+            reason::SESSION_REVOKED,
+            "the session of this token has ended; log in again",
+        ),
+        SessionRefusal::MemberNotActive => DomainError::unauthenticated(
+            reason::MEMBERSHIP_NOT_ACTIVE,
+            "the token's person is not an active member of its account (invited and not yet \
+             accepted, disabled, or removed)",
+        ),
     }
 }

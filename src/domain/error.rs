@@ -20,6 +20,8 @@ pub mod reason {
     pub const CREDENTIALS_INVALID: &str = "CREDENTIALS_INVALID";
     pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
     pub const SESSION_REVOKED: &str = "SESSION_REVOKED";
+    /// The token's session is live, but its person is not an ACTIVE member of the account.
+    pub const MEMBERSHIP_NOT_ACTIVE: &str = "MEMBERSHIP_NOT_ACTIVE";
     pub const PERMISSION_MISSING: &str = "PERMISSION_MISSING";
     pub const SCOPE_MISSING: &str = "SCOPE_MISSING";
     /// The request's bytes are not a message of the RPC.

@@ -371,10 +371,11 @@ async fn administrators_enforce_mfa_with_etags() {
 async fn settings_need_users_manage_and_a_valid_mask() {
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
-    let account_id: Uuid = account.id.parse().unwrap();
+
     let developer = server
-        .token_as(Uuid::now_v7(), account_id, Role::Developer, "dev@acme.test")
+        .add_member(&account.id, "dev@acme.test", Role::Developer)
         .await;
+    let developer = server.token_for(&developer).await;
     assert_error(
         server
             .accounts()

@@ -106,6 +106,73 @@ async fn validate_token_answers_services_with_the_claims() {
 }
 
 #[tokio::test]
+async fn a_token_of_a_member_who_is_not_active_gets_one_answer_everywhere() {
+    let server = TestServer::start().await;
+    let (account, admin) = server.create_account("Acme", "admin@acme.test").await;
+    // A live session of the invited administrator, which no login starts.
+    let token = server
+        .session_token(
+            admin.id.parse().unwrap(),
+            account.id.parse().unwrap(),
+            identity::domain::roles::Role::AccountAdministrator,
+            &admin.email,
+        )
+        .await;
+    let profile = || async {
+        server
+            .users()
+            .get_my_profile(with_token(&token, proto::GetMyProfileRequest {}))
+            .await
+    };
+    let get_account = || async {
+        server
+            .accounts()
+            .get_account(with_token(
+                &token,
+                proto::GetAccountRequest {
+                    account_id: account.id.clone(),
+                },
+            ))
+            .await
+    };
+    let validate = || async {
+        server
+            .auth()
+            .validate_token(with_token(
+                DAM,
+                proto::ValidateTokenRequest {
+                    access_token: token.clone(),
+                },
+            ))
+            .await
+    };
+    let status = assert_error(
+        profile().await,
+        Code::Unauthenticated,
+        "MEMBERSHIP_NOT_ACTIVE",
+    );
+    assert!(
+        status.message().contains("not an active member"),
+        "{status:?}"
+    );
+    assert_error(
+        get_account().await,
+        Code::Unauthenticated,
+        "MEMBERSHIP_NOT_ACTIVE",
+    );
+    assert_error(
+        validate().await,
+        Code::Unauthenticated,
+        "MEMBERSHIP_NOT_ACTIVE",
+    );
+    // Once the invitation is accepted, the same token works for every check alike.
+    server.activate(&admin).await;
+    profile().await.unwrap();
+    get_account().await.unwrap();
+    assert_eq!(validate().await.unwrap().into_inner().user_id, admin.id);
+}
+
+#[tokio::test]
 async fn tokens_expire_after_fifteen_minutes_of_server_time() {
     let server = TestServer::start().await;
     let (account, admin) = server.create_account("Acme", "admin@acme.test").await;

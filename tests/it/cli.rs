@@ -237,7 +237,17 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
         .filter(|line| line.trim_start().starts_with("grpcurl "))
         .cloned()
         .collect();
-    assert_eq!(printed.len(), 3, "banner: {:?}", running.stdout);
+    // list, the operator's CreateAccount, the administrator's AcceptInvitation and Login, and
+    // GetAccount with the session the first of those starts.
+    assert_eq!(printed.len(), 5, "banner: {:?}", running.stdout);
+    assert!(
+        running
+            .stdout
+            .iter()
+            .any(|l| l.contains("admin@example.com (invited)")),
+        "{:?}",
+        running.stdout
+    );
 
     // `list` shows the six services, health and reflection.
     let (ok, list) = run_printed(&printed[0]);
@@ -267,10 +277,26 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
         created["administrator"]["status"],
         "MEMBERSHIP_STATUS_INVITED"
     );
-    let (ok, read) = run_printed(&printed[2]);
+    // The administrator accepts the invitation as printed: a session, and the printed GetAccount
+    // works with its access token.
+    let (ok, accepted) = run_printed(&printed[2]);
+    assert!(ok, "{accepted}");
+    let accepted: serde_json::Value = serde_json::from_str(&accepted).unwrap();
+    assert_eq!(accepted["user"]["status"], "MEMBERSHIP_STATUS_ACTIVE");
+    let token = accepted["tokens"]["accessToken"].as_str().unwrap();
+    let read_line = printed[4].replace("<accessToken>", token);
+    let (ok, read) = run_printed(&read_line);
     assert!(ok, "{read}");
     let read: serde_json::Value = serde_json::from_str(&read).unwrap();
     assert_eq!(read["account"]["name"], "Bootstrap");
+    // The printed login works with the same password.
+    let (ok, logged_in) = run_printed(&printed[3]);
+    assert!(ok, "{logged_in}");
+    let logged_in: serde_json::Value = serde_json::from_str(&logged_in).unwrap();
+    assert!(
+        logged_in["tokens"]["accessToken"].is_string(),
+        "{logged_in}"
+    );
 
     // describe works through reflection, and errors carry readable details.
     let describe = std::process::Command::new(grpcurl())
@@ -298,7 +324,8 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
     );
 
     let output = running.stop().await;
-    // A second start reuses the data: same bootstrap account, the old admin line still works.
+    // A second start reuses the data: the same bootstrap account, whose administrator has
+    // accepted, so only the login is shown.
     let again = Running::start(&env).await;
     let bootstrap_line = again
         .stdout
@@ -309,6 +336,16 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
     assert!(
         output.contains(bootstrap_line.trim()),
         "bootstrap account changed: {bootstrap_line}"
+    );
+    let printed: Vec<&String> = again
+        .stdout
+        .iter()
+        .filter(|line| line.trim_start().starts_with("grpcurl "))
+        .collect();
+    assert!(
+        printed.iter().all(|l| !l.contains("AcceptInvitation"))
+            && printed.iter().any(|l| l.contains("AuthService/Login")),
+        "{printed:?}"
     );
     again.stop().await;
     let _ = std::fs::remove_dir_all(dir);

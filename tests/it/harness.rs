@@ -330,8 +330,31 @@ impl TestServer {
         .await
     }
 
-    /// An access token of a fresh session of `user_id` in `account_id`, as a login would issue.
+    /// An access token of a fresh session of `user_id` in `account_id`, as a login would issue:
+    /// an invited member accepts their invitation first (a login needs an ACTIVE membership).
     pub async fn token_as(
+        &self,
+        user_id: Uuid,
+        account_id: Uuid,
+        role: Role,
+        email: &str,
+    ) -> String {
+        use identity::store::entities::membership;
+        use sea_orm::EntityTrait;
+        let status = membership::Entity::find_by_id((account_id, user_id))
+            .one(self.app.store.connection())
+            .await
+            .unwrap()
+            .map(|m| m.status);
+        if status == Some(membership::StoredStatus::Invited) {
+            self.activate_member(account_id, user_id, role).await;
+        }
+        self.session_token(user_id, account_id, role, email).await
+    }
+
+    /// An access token of a fresh session of `user_id` in `account_id`, whatever the membership's
+    /// status (no login would start one for a member who is not ACTIVE).
+    pub async fn session_token(
         &self,
         user_id: Uuid,
         account_id: Uuid,
@@ -402,12 +425,23 @@ impl Drop for TestServer {
 /// they write the same rows those flows write.
 impl TestServer {
     pub async fn activate(&self, user: &proto::User) {
+        let role = identity::grpc::convert::role_from_proto(user.role).expect("user with a role");
+        self.activate_member(
+            user.account_id.parse().unwrap(),
+            user.id.parse().unwrap(),
+            role,
+        )
+        .await;
+    }
+
+    /// Makes the membership ACTIVE, as accepting its invitation does.
+    pub async fn activate_member(&self, account_id: Uuid, user_id: Uuid, role: Role) {
         use identity::store::entities::membership;
         use sea_orm::{ActiveValue::Set, EntityTrait};
         let now = self.clock.now_utc();
         membership::Entity::update(membership::ActiveModel {
-            account_id: Set(user.account_id.parse().unwrap()),
-            user_id: Set(user.id.parse().unwrap()),
+            account_id: Set(account_id),
+            user_id: Set(user_id),
             status: Set(membership::StoredStatus::Active),
             accepted_at: Set(Some(now)),
             ..Default::default()
@@ -416,14 +450,13 @@ impl TestServer {
         .await
         .unwrap();
         // As accepting the invitation does: the access data of every replica learns of it.
-        let role = identity::grpc::convert::role_from_proto(user.role).expect("user with a role");
         let change = identity::domain::access_changes::AccessChange::member(
-            user.id.parse().unwrap(),
+            user_id,
             role,
             identity::domain::users::MembershipStatus::Active,
         );
         let tx = self.app.store.begin().await.unwrap();
-        tx.record_access_change(user.account_id.parse().unwrap(), &[change], now)
+        tx.record_access_change(account_id, &[change], now)
             .await
             .unwrap();
         tx.commit().await.unwrap();

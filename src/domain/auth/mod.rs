@@ -28,7 +28,7 @@ pub use login::{
 };
 pub use session::{
     NewSession, PendingSelection, RefreshRefusal, RefreshToken, SELECTION_TTL, Session,
-    SessionStanding, TokenUse,
+    SessionRefusal, SessionStanding, session_refusal,
 };
 
 /// Where a request came from, recorded on the session.

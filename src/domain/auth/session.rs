@@ -74,27 +74,24 @@ pub enum SessionStanding {
     Live(Option<MembershipStatus>),
 }
 
-/// Who presents an access token.
+/// Why an access token's session does not admit it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenUse {
-    /// The caller of an RPC, with its own token: what it may do follows from the role the token
-    /// carries and each use case's own checks.
-    Caller,
-    /// A service forwarding a person's token to `ValidateToken`, whose answer vouches for the
-    /// membership too.
-    Forwarded,
+pub enum SessionRefusal {
+    /// Revoked, expired, or no session of the token's person in the token's account.
+    Ended,
+    /// The session is live but its person is not an ACTIVE member of the account (invited,
+    /// disabled, or removed meanwhile).
+    MemberNotActive,
 }
 
-/// Whether a token whose session stands so is accepted for `usage`: the session must be live
-/// (a logout, revocation or password change takes effect at once, not when the token expires);
-/// a forwarded token's member must also still be ACTIVE.
-pub fn session_admits(standing: SessionStanding, usage: TokenUse) -> bool {
-    match (standing, usage) {
-        (SessionStanding::Ended, _) => false,
-        (SessionStanding::Live(_), TokenUse::Caller) => true,
-        (SessionStanding::Live(status), TokenUse::Forwarded) => {
-            status == Some(MembershipStatus::Active)
-        }
+/// The one rule for an access token's session, whether its person presents it or a service
+/// forwards it to `ValidateToken`: the session must be live (a logout, revocation or password
+/// change takes effect at once, not when the token expires) and its member ACTIVE.
+pub fn session_refusal(standing: SessionStanding) -> Option<SessionRefusal> {
+    match standing {
+        SessionStanding::Ended => Some(SessionRefusal::Ended),
+        SessionStanding::Live(Some(MembershipStatus::Active)) => None,
+        SessionStanding::Live(_) => Some(SessionRefusal::MemberNotActive),
     }
 }
 
@@ -276,28 +273,19 @@ mod tests {
     }
 
     #[test]
-    fn tokens_need_a_live_session_and_forwarded_ones_an_active_member() {
+    fn tokens_need_a_live_session_of_an_active_member() {
         use MembershipStatus::*;
         use SessionStanding::*;
-        use TokenUse::*;
-        // (standing, use, accepted)
+        // (standing, refusal)
         let table = [
-            (Ended, Caller, false),
-            (Ended, Forwarded, false),
-            (Live(Some(Active)), Caller, true),
-            (Live(Some(Active)), Forwarded, true),
-            (Live(Some(Invited)), Caller, true),
-            (Live(Some(Invited)), Forwarded, false),
-            (Live(Some(Disabled)), Forwarded, false),
-            (Live(None), Caller, true),
-            (Live(None), Forwarded, false),
+            (Ended, Some(SessionRefusal::Ended)),
+            (Live(Some(Active)), None),
+            (Live(Some(Invited)), Some(SessionRefusal::MemberNotActive)),
+            (Live(Some(Disabled)), Some(SessionRefusal::MemberNotActive)),
+            (Live(None), Some(SessionRefusal::MemberNotActive)),
         ];
-        for (standing, usage, accepted) in table {
-            assert_eq!(
-                session_admits(standing, usage),
-                accepted,
-                "{standing:?} {usage:?}"
-            );
+        for (standing, refusal) in table {
+            assert_eq!(session_refusal(standing), refusal, "{standing:?}");
         }
     }
 

@@ -8,10 +8,10 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
 use crate::app::{App, auth::Auth};
-use crate::auth::authenticator::{Authenticator, Refusal, VerifiedToken};
+use crate::auth::authenticator::{Authenticator, Refusal, VerifiedToken, session_error};
 use crate::auth::keys::{KeySet, TokenError};
 use crate::domain::actor::Actor;
-use crate::domain::auth::{Challenge, Client, IssuedSession, LoginOutcome, Selection, TokenUse};
+use crate::domain::auth::{Challenge, Client, IssuedSession, LoginOutcome, Selection};
 use crate::domain::error::{DomainError, Violations, reason};
 use crate::domain::validate;
 use crate::proto::{self, auth_service_server::AuthService};
@@ -48,11 +48,9 @@ fn forwarded_token_refused(refusal: Refusal) -> DomainError {
         Refusal::Token(err @ TokenError::Invalid) => {
             DomainError::unauthenticated(reason::ACCESS_TOKEN_INVALID, err.to_string())
         }
-        Refusal::SessionEnded => DomainError::unauthenticated(
-            reason::SESSION_REVOKED,
-            "the session of this token has ended",
-        )
-        .with_metadata("subject", "access_token"),
+        Refusal::Session(refusal) => {
+            session_error(refusal).with_metadata("subject", "access_token")
+        }
     }
 }
 
@@ -410,7 +408,7 @@ impl AuthService for AuthApi {
         let (token,) = v.values((token,))?;
         let VerifiedToken { claims, role } = self
             .authenticator
-            .check_access_token(&token, TokenUse::Forwarded)
+            .check_access_token(&token)
             .await?
             .map_err(forwarded_token_refused)?;
         let time = |secs: i64| prost_types::Timestamp {
