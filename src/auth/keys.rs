@@ -248,11 +248,16 @@ impl KeySet {
 
 /// A new Ed25519 signing key as a config entry (`identity keygen`, and the embedded mode's own key).
 pub fn generate_ed25519(kid: &str) -> Result<SigningKeyConfig> {
-    use ed25519_dalek::pkcs8::{EncodePrivateKey, spki::der::pem::LineEnding};
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, KeypairBytes, spki::der::pem::LineEnding};
     let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| anyhow!("cannot encode the key: {e}"))?;
+    // PKCS#8 v1 (RFC 8410: the private key alone), which every reader takes: OpenSSL 3 and
+    // Python's `cryptography` refuse the v2 form with the public key that `SigningKey` writes.
+    let pem = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
+    .map_err(|e| anyhow!("cannot encode the key: {e}"))?;
     Ok(SigningKeyConfig {
         kid: kid.to_owned(),
         alg: "EdDSA".to_owned(),

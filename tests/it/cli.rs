@@ -391,3 +391,57 @@ async fn a_malformed_database_url_is_refused_without_echoing_its_password() {
         "the password leaked: {stderr}{stdout}"
     );
 }
+
+#[tokio::test]
+async fn keygen_writes_a_key_that_openssl_and_python_read() {
+    let output = Command::new(binary())
+        .args(["keygen", "--kid", "k1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    // An array of one entry: the file `IDENTITY_SIGNING_KEYS` takes as it is.
+    let keys: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(keys.as_array().map(Vec::len), Some(1), "{keys}");
+    assert_eq!(keys[0]["kid"], "k1");
+    let pem = keys[0]["private_key_pem"].as_str().unwrap().to_owned();
+    let dir = std::env::temp_dir().join(format!("identity-keygen-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("key.pem");
+    std::fs::write(&file, &pem).unwrap();
+
+    let openssl = std::process::Command::new("openssl")
+        .args(["pkey", "-noout", "-text", "-in"])
+        .arg(&file)
+        .output()
+        .expect("openssl is needed for this test (Debian: apt-get install openssl)");
+    let text = String::from_utf8_lossy(&openssl.stdout);
+    assert!(
+        openssl.status.success() && text.contains("ED25519 Private-Key"),
+        "{text}{}",
+        String::from_utf8_lossy(&openssl.stderr)
+    );
+
+    // Python's `cryptography`, from the test tools' environment (moto depends on it).
+    let moto = std::env::var("MOTO_SERVER").expect(
+        "MOTO_SERVER names the test tools' moto_server: run the suite with `tests/run`, which \
+         installs them",
+    );
+    let python = std::path::Path::new(&moto).with_file_name("python");
+    let loaded = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys; from cryptography.hazmat.primitives.serialization import \
+             load_pem_private_key as load; print(type(load(open(sys.argv[1], 'rb').read(), None)).__name__)",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&loaded.stdout);
+    assert!(
+        loaded.status.success() && text.contains("Ed25519PrivateKey"),
+        "{text}{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
