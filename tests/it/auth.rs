@@ -11,7 +11,7 @@ use tonic_types::StatusExt;
 
 use crate::harness::*;
 
-const PASSWORD: &str = "lantern orbit canyon 42";
+pub const PASSWORD: &str = "lantern orbit canyon 42";
 const NEW_PASSWORD: &str = "quiet harbor violet 77";
 
 /// A server whose outbox is not delivered during the test, so emails keep their links and codes.
@@ -23,7 +23,7 @@ async fn server() -> TestServer {
 }
 
 /// The secret (`link` token or `code`) of the newest `kind` email to `to`.
-async fn secret_in_email(server: &TestServer, to: &str, kind: &str) -> String {
+pub async fn secret_in_email(server: &TestServer, to: &str, kind: &str) -> String {
     let emails = server.emails_to(to).await;
     let email = emails
         .iter()
@@ -40,7 +40,7 @@ async fn secret_in_email(server: &TestServer, to: &str, kind: &str) -> String {
 
 /// An account whose administrator accepted the invitation with `PASSWORD`; returns the account
 /// and the administrator's email.
-async fn account_with_admin(server: &TestServer, email: &str) -> (proto::Account, proto::User) {
+pub async fn account_with_admin(server: &TestServer, email: &str) -> (proto::Account, proto::User) {
     let (account, admin) = server.create_account("Acme", email).await;
     let token = secret_in_email(server, email, "invitation").await;
     let accepted = server
@@ -57,7 +57,7 @@ async fn account_with_admin(server: &TestServer, email: &str) -> (proto::Account
     (account, accepted.user.unwrap())
 }
 
-fn login(email: &str, password: &str) -> proto::LoginRequest {
+pub fn login(email: &str, password: &str) -> proto::LoginRequest {
     proto::LoginRequest {
         email: email.into(),
         password: password.into(),

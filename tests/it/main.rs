@@ -1,7 +1,7 @@
 //! The integration suite: one binary that starts the real server in-process on port 0, on a fresh
 //! PostgreSQL database per test (or in-memory SQLite with IDENTITY_TEST_BACKEND=sqlite), and talks
-//! to it with the generated clients. Tests under `pg_only` need several connections or servers on
-//! one database and run on PostgreSQL only.
+//! to it with the generated clients. Tests under `pg_only` and `replicas` need several connections
+//! or servers on one database and run on PostgreSQL only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
@@ -19,5 +19,6 @@ mod groups;
 mod health;
 mod hostile;
 mod pg_only;
+mod replicas;
 mod sharing;
 mod users;
