@@ -108,6 +108,18 @@ impl TestDb {
         }
     }
 
+    /// The database at `url` as it is (created and removed by whoever runs its server).
+    pub fn at(url: String) -> Self {
+        Self {
+            database: Database::Postgres {
+                url: Secret::new(url),
+            },
+            pg_name: None,
+            signing_key: generate_ed25519("test-key").unwrap(),
+            secret_key: random_secret_key(),
+        }
+    }
+
     pub fn pg_name(&self) -> Option<&str> {
         self.pg_name.as_deref()
     }

@@ -1,6 +1,6 @@
 //! The integration suite: one binary that starts the real server in-process on port 0, on a fresh
 //! PostgreSQL database per test (or in-memory SQLite with IDENTITY_TEST_BACKEND=sqlite), and talks
-//! to it with the generated clients. Tests under `pg_only` and `replicas` need several connections
+//! to it with the generated clients. Tests under `pg_only`, `replicas` and `faults` need several connections
 //! or servers on one database and run on PostgreSQL only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,6 +14,7 @@ mod authorization;
 mod callers;
 mod cli;
 mod email;
+mod faults;
 mod google;
 mod groups;
 mod health;
