@@ -182,7 +182,7 @@ pub fn recipients(message: &Value) -> Vec<String> {
 }
 
 /// The first link of an HTML body, its entities decoded.
-fn first_link(html: &str) -> String {
+pub fn first_link(html: &str) -> String {
     let start = html.find("href=\"").expect("a link in the body") + "href=\"".len();
     let end = start + html[start..].find('"').unwrap();
     html[start..end]

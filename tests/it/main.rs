@@ -1,6 +1,6 @@
 //! The integration suite: one binary that starts the real server in-process on port 0, on a fresh
 //! PostgreSQL database per test (or in-memory SQLite with IDENTITY_TEST_BACKEND=sqlite), and talks
-//! to it with the generated clients. Tests under `pg_only`, `replicas` and `faults` need several connections
+//! to it with the generated clients. Tests under `pg_only`, `replicas`, `faults` and `secrets` need several connections
 //! or servers on one database and run on PostgreSQL only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -21,5 +21,6 @@ mod health;
 mod hostile;
 mod pg_only;
 mod replicas;
+mod secrets;
 mod sharing;
 mod users;
