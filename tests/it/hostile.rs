@@ -57,7 +57,7 @@ impl tonic::codec::Decoder for Raw {
 }
 
 /// Calls `path` with `body` as the request's bytes and `token` as the bearer.
-async fn send(
+pub async fn send(
     channel: tonic::transport::Channel,
     path: &str,
     token: &str,
@@ -69,6 +69,25 @@ async fn send(
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     grpc.unary(
         with_token(token, body),
+        http::uri::PathAndQuery::from_str(path).unwrap(),
+        Raw,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+/// Calls `path` with `body` as the request's bytes and no credentials.
+pub async fn send_anonymous(
+    channel: tonic::transport::Channel,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    grpc.unary(
+        tonic::Request::new(body),
         http::uri::PathAndQuery::from_str(path).unwrap(),
         Raw,
     )
