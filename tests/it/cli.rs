@@ -423,11 +423,7 @@ async fn keygen_writes_a_key_that_openssl_and_python_read() {
     );
 
     // Python's `cryptography`, from the test tools' environment (moto depends on it).
-    let moto = std::env::var("MOTO_SERVER").expect(
-        "MOTO_SERVER names the test tools' moto_server: run the suite with `tests/run`, which \
-         installs them",
-    );
-    let python = std::path::Path::new(&moto).with_file_name("python");
+    let python = crate::email::moto_server().with_file_name("python");
     let loaded = std::process::Command::new(python)
         .args([
             "-c",

@@ -22,7 +22,7 @@ pub const SENDER: &str = "no-reply@identity.test";
 const FROM: &str = "Acme Identity <no-reply@identity.test>";
 
 /// `moto_server`: `$MOTO_SERVER`, else the one `tests/run` installs into target/tools/venv.
-fn moto_server() -> PathBuf {
+pub fn moto_server() -> PathBuf {
     if let Ok(path) = std::env::var("MOTO_SERVER") {
         return PathBuf::from(path);
     }
