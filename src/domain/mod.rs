@@ -16,3 +16,6 @@ pub mod roles;
 pub mod sharing;
 pub mod users;
 pub mod validate;
+
+#[cfg(test)]
+pub(crate) mod properties;

@@ -192,6 +192,7 @@ fn resource_check(
 }
 
 /// What one check names, whichever message it came in.
+#[derive(Debug, Clone)]
 enum TargetIn {
     Resource(proto::ResourceCheck),
     Permission(String),
@@ -224,7 +225,8 @@ fn check_item(
             }
         }
         Some(TargetIn::Permission(name)) => {
-            if level != proto::AccessLevel::Unspecified as i32 {
+            let unleveled = level == proto::AccessLevel::Unspecified as i32;
+            if !unleveled {
                 v.add(
                     format!("{}required_level", prefix()),
                     "applies to resource checks only; leave it unset for a permission",
@@ -236,6 +238,7 @@ fn check_item(
                     format!("{name:?} is not a permission; see ListMyPermissions for the names")
                 }),
             )
+            .filter(|_| unleveled)
             .map(Target::Permission)
         }
     };
@@ -606,5 +609,70 @@ impl AccessService for AccessApi {
             media_level: level_to_proto(media_level(mine.media)) as i32,
             media_access_by_share: mine.media == MediaAccess::PerShare,
         }))
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! One check of a batch, over generated items: no panic, and either a check or violations
+    //! under the item's own prefix, never both, never neither.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::properties::text;
+
+    fn id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string()),
+            text(40),
+        ]
+    }
+
+    fn resource_check() -> impl Strategy<Value = proto::ResourceCheck> {
+        (
+            -1..5i32,
+            text(40),
+            prop::collection::vec(text(20), 0..4),
+            prop::collection::vec(text(20), 0..3),
+            prop_oneof![Just(String::new()), id()],
+        )
+            .prop_map(
+                |(kind, id, ancestors, collections, owner)| proto::ResourceCheck {
+                    resource: Some(proto::ResourceRef { r#type: kind, id }),
+                    ancestor_folder_ids: ancestors,
+                    collection_ids: collections,
+                    owner_user_id: owner,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2000),
+        ))]
+
+        #[test]
+        fn check_items(
+            user_id in id(),
+            target in prop_oneof![
+                Just(None),
+                resource_check().prop_map(|c| Some(TargetIn::Resource(c))),
+                prop_oneof![Just("users.manage".to_owned()), text(20)]
+                    .prop_map(|p| Some(TargetIn::Permission(p))),
+            ],
+            level in -1..6i32,
+            index in 0..1000usize,
+        ) {
+            let mut v = Violations::new();
+            let prefix = || format!("items[{index}].");
+            let item = check_item(&mut v, &prefix, &user_id, target, level);
+            prop_assert_eq!(item.is_some(), v.is_empty());
+            if let Err(DomainError::InvalidArgument { violations, .. }) = v.finish() {
+                for violation in violations {
+                    prop_assert!(violation.field.starts_with(&prefix()), "{:?}", violation.field);
+                }
+            }
+        }
     }
 }

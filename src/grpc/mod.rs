@@ -13,6 +13,9 @@ pub mod status;
 pub mod unbuilt;
 pub mod user_service;
 
+#[cfg(test)]
+mod properties;
+
 use crate::app::App;
 use crate::proto;
 
