@@ -441,3 +441,55 @@ async fn keygen_writes_a_key_that_openssl_and_python_read() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn sigterm_lets_the_calls_in_flight_finish() {
+    let dir = std::env::temp_dir().join(format!("identity-term-{}", uuid::Uuid::new_v4()));
+    let env = [
+        ("IDENTITY_DATA_DIR", dir.display().to_string()),
+        ("IDENTITY_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        // One hash at a time: thirty logins take a while, so SIGTERM arrives mid-way.
+        ("IDENTITY_PASSWORD_HASH_CONCURRENCY", "1".to_owned()),
+    ];
+    let running = Running::start(&env).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let calls = (0..30).map(|n| {
+        let mut auth =
+            identity::proto::auth_service_client::AuthServiceClient::new(channel.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let answer = auth
+                .login(identity::proto::LoginRequest {
+                    email: format!("nobody{n}@example.com"),
+                    password: "not anybody's password".into(),
+                    account_id: String::new(),
+                })
+                .await;
+            (answer, started.elapsed())
+        }
+    });
+    let calls = tokio::spawn(futures::future::join_all(calls));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // SIGTERM with the calls in flight; the process must exit cleanly (checked by `stop`).
+    let output = running.stop().await;
+    let answers = calls.await.unwrap();
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    for (answer, _) in &answers {
+        let status = answer.as_ref().unwrap_err();
+        assert_eq!(
+            (status.code(), crate::harness::reason(status).as_str()),
+            (tonic::Code::Unauthenticated, "INVALID_CREDENTIALS"),
+            "a call in flight was cut off: {status:?}"
+        );
+    }
+    assert!(
+        slowest > Duration::from_millis(150),
+        "the calls ended before SIGTERM ({slowest:?}): nothing was in flight"
+    );
+    assert!(output.contains("shutting down"), "{output}");
+    let _ = std::fs::remove_dir_all(dir);
+}
