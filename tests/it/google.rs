@@ -738,8 +738,9 @@ async fn an_invited_account_chosen_after_a_google_login_is_accepted() {
     use identity::proto::{self, login_with_google_response::Outcome};
     let provider = Provider::start().await;
     let server = server_for(&provider).await;
-    // Ada is invited to two accounts and has accepted neither.
-    let (acme, _) = server.create_account("Acme", "ada@acme.test").await;
+    // Ada is ACTIVE in Acme and invited to Beta.
+    let (acme, ada) = server.create_account("Acme", "ada@acme.test").await;
+    server.activate(&ada).await;
     let (beta, _) = server.create_account("Beta", "ada@acme.test").await;
 
     let auth = Browser::new()
@@ -762,6 +763,41 @@ async fn an_invited_account_chosen_after_a_google_login_is_accepted() {
         .map(|a| a.account_id.as_str())
         .collect();
     assert_eq!(offered, [acme.id.as_str(), beta.id.as_str()]);
+    let statuses: Vec<i32> = selection.accounts.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            proto::MembershipStatus::Active as i32,
+            proto::MembershipStatus::Invited as i32
+        ]
+    );
+    // An account never offered is refused, saying so (not "email or password"), and the
+    // selection is spent.
+    let (gamma, _) = server.create_account("Gamma", "someone@gamma.test").await;
+    let refused = server
+        .auth()
+        .select_account(proto::SelectAccountRequest {
+            selection_token: selection.selection_token.clone(),
+            account_id: gamma.id.clone(),
+        })
+        .await;
+    let status = assert_error(refused, tonic::Code::Unauthenticated, "INVALID_CREDENTIALS");
+    assert!(status.message().contains("cannot be entered"), "{status:?}");
+    let outcome = server
+        .auth()
+        .login_with_google(with_code(
+            Browser::new()
+                .authorize(&provider.issuer, CLIENT_ID, REDIRECT_URI, "ada@acme.test")
+                .await,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+        .unwrap();
+    let Outcome::AccountSelection(selection) = outcome else {
+        panic!("expected an account selection, got {outcome:?}");
+    };
 
     let tokens = server
         .auth()

@@ -9,8 +9,18 @@ use crate::domain::auth::{
     ActiveMembership, Client, FirstFactor, IssuedSession, PendingSelection, Selection,
     invalid_credentials,
 };
-use crate::domain::error::DomainResult;
+use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::users::Person;
+
+/// The chosen account is not one the person may enter now: never offered, or the membership was
+/// disabled or removed since.
+fn not_enterable() -> DomainError {
+    DomainError::unauthenticated(
+        reason::INVALID_CREDENTIALS,
+        "this account cannot be entered: it was not offered, or the membership was disabled or \
+         removed since; log in again",
+    )
+}
 
 impl Auth {
     /// Offers `accounts` to `person`, who passed `factor`: stores the selection under its
@@ -63,7 +73,7 @@ impl Auth {
             .await?
             .into_iter()
             .find(|a| a.account.id == account_id)
-            .ok_or_else(invalid_credentials)?;
+            .ok_or_else(not_enterable)?;
         check_selection_mfa(&selection, &choice.account)?;
         let choice = self.accept_if_invited(&person, choice).await?;
         self.start_session(

@@ -102,6 +102,7 @@ fn selection(s: Selection) -> proto::AccountSelection {
                 account_id: a.account.id.to_string(),
                 account_name: a.account.name.clone(),
                 role: convert::role_to_proto(a.membership.role) as i32,
+                status: convert::status_to_proto(a.membership.status) as i32,
             })
             .collect(),
     }
