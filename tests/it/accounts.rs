@@ -48,6 +48,42 @@ async fn operator_creates_an_account_with_an_invited_administrator_and_default_c
 }
 
 #[tokio::test]
+async fn a_new_person_without_a_name_is_called_by_the_local_part_of_the_address() {
+    let server = TestServer::start().await;
+    let created = server
+        .accounts()
+        .create_account(with_token(
+            OPERATOR,
+            CreateAccountRequest {
+                name: "Acme".into(),
+                administrator_email: "Owner.One@Acme.test".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.administrator.unwrap().display_name, "Owner.One");
+    let user = server
+        .users()
+        .create_user(with_token(
+            OPERATOR,
+            proto::CreateUserRequest {
+                account_id: created.account.unwrap().id,
+                email: "ada@acme.test".into(),
+                role: proto::Role::Developer as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(user.display_name, "ada");
+}
+
+#[tokio::test]
 async fn the_same_person_administers_two_accounts_under_one_id() {
     let server = TestServer::start().await;
     let (_, first) = server.create_account("One", "same@example.com").await;
