@@ -123,7 +123,24 @@ pub fn page_size(v: &mut Violations, requested: i32) -> Option<u64> {
     v.check("page_size", crate::domain::page::page_size(requested))
 }
 
-/// The paths of a required `update_mask`, each checked against `allowed` (`*` means all of them).
+/// A mask path as the proto names the field: `enforceMfa`, the JSON spelling a client may have
+/// sent in binary, is `enforce_mfa`.
+fn snake_case(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for c in path.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The paths of a required `update_mask`, each checked against `allowed` (`*` means all of them);
+/// a path may be spelled as the proto names the field (`enforce_mfa`) or in lowerCamelCase
+/// (`enforceMfa`).
 pub fn mask_paths(
     violations: &mut Violations,
     mask: Option<&FieldMask>,
@@ -139,10 +156,11 @@ pub fn mask_paths(
     }
     let mut out = Vec::new();
     for path in paths {
+        let field = snake_case(path);
         if path == "*" {
             out.extend(allowed.iter().map(|p| p.to_string()));
-        } else if allowed.contains(&path.as_str()) {
-            out.push(path.clone());
+        } else if allowed.contains(&field.as_str()) {
+            out.push(field);
         } else {
             violations.add(
                 "update_mask",
@@ -156,4 +174,26 @@ pub fn mask_paths(
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_paths_are_read_in_either_spelling() {
+        let mask = FieldMask {
+            paths: vec!["enforceMfa".into(), "display_name".into()],
+        };
+        let mut v = Violations::new();
+        let paths = mask_paths(&mut v, Some(&mask), &["display_name", "enforce_mfa"]);
+        assert!(v.is_empty());
+        assert_eq!(paths, ["display_name", "enforce_mfa"]);
+        let mask = FieldMask {
+            paths: vec!["enforce-mfa".into()],
+        };
+        let mut v = Violations::new();
+        assert!(mask_paths(&mut v, Some(&mask), &["enforce_mfa"]).is_empty());
+        assert!(!v.is_empty());
+    }
 }

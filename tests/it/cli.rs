@@ -493,3 +493,46 @@ async fn sigterm_lets_the_calls_in_flight_finish() {
     assert!(output.contains("shutting down"), "{output}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_field_mask_written_in_json_as_grpcurl_takes_it_works() {
+    let server = crate::harness::TestServer::start().await;
+    let (account, _) = server.create_account("Acme", "admin@acme.test").await;
+    // The server runs on this test's thread: grpcurl is awaited, not waited for.
+    let set = |mask: serde_json::Value, on: bool| {
+        let body = serde_json::json!({
+            "account_id": account.id,
+            "settings": {"enforce_mfa": on},
+            "update_mask": mask,
+        });
+        Command::new(grpcurl())
+            .args([
+                "-plaintext",
+                "-H",
+                &format!("authorization: Bearer {}", crate::harness::OPERATOR),
+                "-d",
+                &body.to_string(),
+                &server.addr.to_string(),
+                "identity.v1.AccountService/UpdateAccountSettings",
+            ])
+            .output()
+    };
+    // grpcurl reads a FieldMask as an object of paths, each in either spelling, as
+    // resources.proto says.
+    for (mask, on) in [
+        (serde_json::json!({"paths": ["enforce_mfa"]}), true),
+        (serde_json::json!({"paths": ["enforceMfa"]}), false),
+    ] {
+        let output = set(mask.clone(), on).await.unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{mask}: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // proto3 JSON leaves out a false boolean.
+        let enforced = answer["account"]["settings"]["enforceMfa"].as_bool();
+        assert_eq!(enforced.unwrap_or(false), on, "{mask}: {answer}");
+    }
+}
