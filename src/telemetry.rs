@@ -28,6 +28,13 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Colours only for a person at a terminal: not when the log goes to a file or a pipe, nor when
+/// `NO_COLOR` is set (no-color.org).
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn otlp_enabled() -> bool {
     let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.is_empty());
     let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
@@ -56,6 +63,7 @@ pub fn init(format: LogFormat) -> Result<TelemetryGuard> {
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(false)
+            .with_ansi(colours())
             .with_filter(filter())
             .boxed(),
     };

@@ -52,6 +52,17 @@ pub trait Mailer: Send + Sync + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ConsoleMailer;
 
+/// One email as the console transport prints it: a record of its own between two marker lines
+/// that name it, headers first, and nothing after the end marker (no fields trail the body).
+fn console_record(id: &str, email: &RenderedEmail) -> String {
+    format!(
+        "email (console transport)\n===== BEGIN EMAIL {id} =====\nTo: {}\nSubject: {}\n\n{}\n===== END EMAIL {id} =====",
+        email.to,
+        email.subject,
+        email.text.trim_end()
+    )
+}
+
 impl Mailer for ConsoleMailer {
     fn send<'a>(
         &'a self,
@@ -59,13 +70,7 @@ impl Mailer for ConsoleMailer {
     ) -> Pin<Box<dyn Future<Output = Result<String, SendError>> + Send + 'a>> {
         Box::pin(async move {
             let id = format!("console-{}", uuid::Uuid::now_v7());
-            tracing::info!(
-                to = %email.to,
-                subject = %email.subject,
-                message_id = %id,
-                "email (console transport):\n{}",
-                email.text
-            );
+            tracing::info!("{}", console_record(&id, email));
             Ok(id)
         })
     }

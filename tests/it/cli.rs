@@ -536,3 +536,57 @@ async fn a_field_mask_written_in_json_as_grpcurl_takes_it_works() {
         assert_eq!(enforced.unwrap_or(false), on, "{mask}: {answer}");
     }
 }
+
+#[tokio::test]
+async fn a_log_read_from_a_file_has_no_colours_and_one_delimited_record_per_email() {
+    let dir = std::env::temp_dir().join(format!("identity-text-{}", uuid::Uuid::new_v4()));
+    // Text logs into a pipe, as into a file: the first start emails the bootstrap invitation.
+    let mut child = Command::new(binary())
+        .arg("serve")
+        .env("IDENTITY_DATA_DIR", &dir)
+        .env("IDENTITY_LISTEN_ADDR", "127.0.0.1:0")
+        .env("IDENTITY_LOG_FORMAT", "text")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut log = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let end = line.starts_with("===== END EMAIL ");
+            log.push(line);
+            if end {
+                return;
+            }
+        }
+        panic!("the server exited: {log:#?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no email printed within 30 s: {log:#?}"));
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(dir);
+
+    assert!(
+        log.iter().all(|line| !line.contains('\u{1b}')),
+        "ANSI escapes in a piped log: {log:#?}"
+    );
+    let begin = log
+        .iter()
+        .position(|l| l.starts_with("===== BEGIN EMAIL "))
+        .unwrap();
+    let id = log[begin]
+        .trim_start_matches("===== BEGIN EMAIL ")
+        .trim_end_matches(" =====");
+    assert!(id.starts_with("console-"), "{}", log[begin]);
+    // The end marker names the same email and ends its line: nothing trails the body.
+    assert_eq!(log.last().unwrap(), &format!("===== END EMAIL {id} ====="));
+    assert_eq!(log[begin + 1], "To: admin@example.com");
+    assert!(
+        log[begin + 2].starts_with("Subject: "),
+        "{}",
+        log[begin + 2]
+    );
+}
