@@ -153,55 +153,155 @@ pub async fn bootstrap(app: &App, operator_token: String) -> Result<DevCredentia
     })
 }
 
-/// The lines printed at start in embedded mode.
-pub fn banner(addr: SocketAddr, creds: &DevCredentials, data_dir: &Path) -> String {
-    let target = if addr.ip().is_unspecified() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
-    let (account, email, password) = (
-        creds.account_id,
-        &creds.admin_email,
-        &creds.proposed_password,
-    );
-    let administrator = match &creds.invitation_token {
-        Some(token) => format!(
-            r#"As the bootstrap account's administrator, accept the invitation with this password (or one of
-your own); the answer holds a session. The link is renewed at each start until it is accepted:
-  grpcurl -plaintext -d '{{"invitation_token": "{token}", "password": "{password}"}}' {target} identity.v1.AuthService/AcceptInvitation
-Log in with the same password later:
-  grpcurl -plaintext -d '{{"email": "{email}", "password": "{password}"}}' {target} identity.v1.AuthService/Login"#
-        ),
-        None => format!(
-            r#"As the bootstrap account's administrator, log in with the password chosen when accepting:
-  grpcurl -plaintext -d '{{"email": "{email}", "password": "<your password>"}}' {target} identity.v1.AuthService/Login"#
-        ),
-    };
-    let state = if creds.invitation_token.is_some() {
-        "invited"
-    } else {
-        "active"
-    };
-    format!(
-        r#"
-identity is running in embedded mode (SQLite in {data}, emails printed to this log).
+/// What the embedded mode prints at start: where it runs, its bootstrap account, and the commands
+/// that reach a session, each with what it is for.
+pub struct Banner {
+    address: String,
+    data_dir: String,
+    account: Uuid,
+    administrator: String,
+    state: &'static str,
+    steps: Vec<(String, String)>,
+}
 
-  address            {target}
-  bootstrap account  {account}
-  administrator      {email} ({state})
+impl Banner {
+    pub fn new(addr: SocketAddr, creds: &DevCredentials, data_dir: &Path) -> Self {
+        let target = if addr.ip().is_unspecified() {
+            format!("127.0.0.1:{}", addr.port())
+        } else {
+            addr.to_string()
+        };
+        let (account, email, password) = (
+            creds.account_id,
+            &creds.admin_email,
+            &creds.proposed_password,
+        );
+        let operator = &creds.operator_token;
+        let mut steps = vec![
+            (
+                "List the services:".to_owned(),
+                format!("grpcurl -plaintext {target} list"),
+            ),
+            (
+                "As support tooling (operator token, made anew at each start):".to_owned(),
+                format!(
+                    r#"grpcurl -plaintext -H 'authorization: Bearer {operator}' -d '{{"name": "Acme", "administrator_email": "owner@acme.test"}}' {target} identity.v1.AccountService/CreateAccount"#
+                ),
+            ),
+        ];
+        match &creds.invitation_token {
+            Some(token) => {
+                steps.push((
+                    "As the bootstrap account's administrator, accept the invitation with this \
+                     password (or one of your own); the answer holds a session. The link is renewed \
+                     at each start until it is accepted:"
+                        .to_owned(),
+                    format!(
+                        r#"grpcurl -plaintext -d '{{"invitation_token": "{token}", "password": "{password}"}}' {target} identity.v1.AuthService/AcceptInvitation"#
+                    ),
+                ));
+                steps.push((
+                    "Log in with the same password later:".to_owned(),
+                    format!(
+                        r#"grpcurl -plaintext -d '{{"email": "{email}", "password": "{password}"}}' {target} identity.v1.AuthService/Login"#
+                    ),
+                ));
+            }
+            None => steps.push((
+                "As the bootstrap account's administrator, log in with the password chosen when \
+                 accepting:"
+                    .to_owned(),
+                format!(
+                    r#"grpcurl -plaintext -d '{{"email": "{email}", "password": "<your password>"}}' {target} identity.v1.AuthService/Login"#
+                ),
+            )),
+        }
+        steps.push((
+            "Then, with the `accessToken` of that answer:".to_owned(),
+            format!(
+                r#"grpcurl -plaintext -H 'authorization: Bearer <accessToken>' -d '{{"account_id": "{account}"}}' {target} identity.v1.AccountService/GetAccount"#
+            ),
+        ));
+        Self {
+            address: target,
+            data_dir: data_dir.display().to_string(),
+            account,
+            administrator: email.clone(),
+            state: if creds.invitation_token.is_some() {
+                "invited"
+            } else {
+                "active"
+            },
+            steps,
+        }
+    }
 
-List the services:
-  grpcurl -plaintext {target} list
+    /// For a person at a terminal (`IDENTITY_LOG_FORMAT=text`).
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "\nidentity is running in embedded mode (SQLite in {}, emails printed to this log).\n\n  \
+             address            {}\n  bootstrap account  {}\n  administrator      {} ({})\n",
+            self.data_dir, self.address, self.account, self.administrator, self.state
+        );
+        for (purpose, command) in &self.steps {
+            out.push_str(&format!("\n{purpose}\n  {command}\n"));
+        }
+        out
+    }
 
-As support tooling (operator token, made anew at each start):
-  grpcurl -plaintext -H 'authorization: Bearer {operator}' -d '{{"name": "Acme", "administrator_email": "owner@acme.test"}}' {target} identity.v1.AccountService/CreateAccount
+    /// One log line in the shape of the JSON log (`IDENTITY_LOG_FORMAT=json`): the same facts and
+    /// commands as fields, so a log pipeline reads it like every other line.
+    pub fn json(&self, now: chrono::DateTime<chrono::Utc>) -> String {
+        let steps: Vec<serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|(purpose, command)| serde_json::json!({"purpose": purpose, "command": command}))
+            .collect();
+        serde_json::json!({
+            "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "INFO",
+            "fields": {
+                "message": "embedded mode ready",
+                "address": self.address,
+                "data_dir": self.data_dir,
+                "bootstrap_account": self.account.to_string(),
+                "administrator": self.administrator,
+                "administrator_state": self.state,
+                "steps": steps,
+            },
+            "target": "identity::bootstrap",
+        })
+        .to_string()
+    }
+}
 
-{administrator}
-Then, with the `accessToken` of that answer:
-  grpcurl -plaintext -H 'authorization: Bearer <accessToken>' -d '{{"account_id": "{account}"}}' {target} identity.v1.AccountService/GetAccount
-"#,
-        data = data_dir.display(),
-        operator = creds.operator_token,
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_says_the_same_in_text_and_in_json() {
+        let creds = DevCredentials {
+            operator_token: "idt_dev_x".into(),
+            account_id: Uuid::now_v7(),
+            admin_email: BOOTSTRAP_ADMIN_EMAIL.into(),
+            invitation_token: Some("inv_y".into()),
+            proposed_password: "pw-z".into(),
+        };
+        let addr: SocketAddr = "0.0.0.0:50051".parse().unwrap_or_else(|e| unreachable!("{e}"));
+        let banner = Banner::new(addr, &creds, Path::new(".identity"));
+        let text = banner.text();
+        let json: serde_json::Value = serde_json::from_str(&banner.json(chrono::Utc::now()))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let steps = json["fields"]["steps"].as_array().cloned().unwrap_or_default();
+        assert_eq!(steps.len(), 5);
+        for step in &steps {
+            let command = step["command"].as_str().unwrap_or_default();
+            assert!(command.contains("127.0.0.1:50051"), "{command}");
+            assert!(text.contains(command), "{command} missing from:\n{text}");
+        }
+        assert!(text.contains("admin@example.com (invited)"));
+        assert_eq!(json["fields"]["administrator_state"], "invited");
+        assert!(!text.contains('\u{1b}'));
+    }
 }

@@ -100,7 +100,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 async fn serve() -> Result<()> {
     let shutdown = shutdown_signal()?;
     let config = Config::from_env()?;
-    let _telemetry = telemetry::init(config.log_format)?;
+    let log_format = config.log_format;
+    let _telemetry = telemetry::init(log_format)?;
     let store = open_store(&config).await?;
     let listen = config.listen_addr;
     let data_dir = match &config.database {
@@ -112,7 +113,11 @@ async fn serve() -> Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     if let (Some(credentials), Some(data_dir)) = (&credentials, &data_dir) {
-        println!("{}", bootstrap::banner(addr, credentials, data_dir));
+        let banner = bootstrap::Banner::new(addr, credentials, data_dir);
+        match log_format {
+            identity::config::LogFormat::Text => println!("{}", banner.text()),
+            identity::config::LogFormat::Json => println!("{}", banner.json(chrono::Utc::now())),
+        }
     }
     server::serve(app, listener, shutdown).await
 }

@@ -30,15 +30,6 @@ fn grpcurl() -> PathBuf {
     PathBuf::from("grpcurl")
 }
 
-/// The end of the banner the embedded mode prints after `listening` (`bootstrap::banner`): the
-/// bootstrap administrator's command.
-fn ends_the_banner(line: &str) -> bool {
-    line.trim_start().starts_with("grpcurl ")
-        && line
-            .trim_end()
-            .ends_with(" identity.v1.AccountService/GetAccount")
-}
-
 /// Waits until the server at `addr` answers its health check with SERVING, so a test that stops
 /// it sees a stop from serving, not from starting.
 async fn wait_until_serving(addr: &str) {
@@ -74,6 +65,8 @@ pub struct Running {
     child: Child,
     /// Stdout up to the end of the start-up banner.
     pub stdout: Vec<String>,
+    /// The embedded mode's start banner: the `fields` of its JSON log line.
+    pub banner: Option<serde_json::Value>,
     pub addr: String,
     /// The rest of stdout, read until the process closes it.
     rest: tokio::task::JoinHandle<Vec<String>>,
@@ -111,26 +104,34 @@ impl Running {
         })
         .await
         .expect("the server did not start within 30 s");
-        // In embedded mode the banner follows the `listening` line; production mode prints none.
+        // In embedded mode the banner follows the `listening` line, a JSON log line like every
+        // other; production mode prints none.
         let embedded = !env.iter().any(|(k, _)| *k == "IDENTITY_DATABASE_URL");
         let banner = tokio::time::timeout(Duration::from_secs(30), async {
             if !embedded {
-                return true;
+                return Some(None);
             }
             while let Some(line) = out.next_line().await.unwrap() {
-                let last = ends_the_banner(&line);
-                stdout.push(line);
-                if last {
-                    return true;
+                stdout.push(line.clone());
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                    && json["fields"]["message"] == "embedded mode ready"
+                {
+                    return Some(Some(json["fields"].clone()));
                 }
             }
-            false
+            None
         })
         .await;
-        match banner {
-            Ok(true) => {}
-            Ok(false) => panic!("the server exited before the end of its banner: {stdout:#?}"),
-            Err(_) => panic!("the banner did not end within 30 s after listening: {stdout:#?}"),
+        let banner = match banner {
+            Ok(Some(banner)) => banner,
+            Ok(None) => panic!("the server exited before its banner: {stdout:#?}"),
+            Err(_) => panic!("no banner within 30 s after listening: {stdout:#?}"),
+        };
+        for line in &stdout {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "a line of the JSON log is not JSON: {line}"
+            );
         }
         // Keep reading stdout, so the process never blocks on a full pipe.
         let rest = tokio::spawn(async move {
@@ -152,10 +153,22 @@ impl Running {
         Self {
             child,
             stdout,
+            banner,
             addr,
             rest,
             stderr,
         }
+    }
+
+    /// The banner's commands, in order.
+    pub fn commands(&self) -> Vec<String> {
+        let banner = self.banner.as_ref().expect("an embedded-mode banner");
+        banner["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["command"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// Sends SIGTERM, checks a clean exit, and returns everything the process printed.
@@ -231,22 +244,17 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
         ("IDENTITY_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
     ];
     let running = Running::start(&env).await;
-    let printed: Vec<String> = running
-        .stdout
-        .iter()
-        .filter(|line| line.trim_start().starts_with("grpcurl "))
-        .cloned()
-        .collect();
+    let printed = running.commands();
     // list, the operator's CreateAccount, the administrator's AcceptInvitation and Login, and
     // GetAccount with the session the first of those starts.
-    assert_eq!(printed.len(), 5, "banner: {:?}", running.stdout);
-    assert!(
-        running
-            .stdout
-            .iter()
-            .any(|l| l.contains("admin@example.com (invited)")),
-        "{:?}",
-        running.stdout
+    assert_eq!(printed.len(), 5, "banner: {:?}", running.banner);
+    let banner = running.banner.clone().unwrap();
+    assert_eq!(
+        (
+            banner["administrator"].as_str(),
+            banner["administrator_state"].as_str()
+        ),
+        (Some("admin@example.com"), Some("invited"))
     );
 
     // `list` shows the six services, health and reflection.
@@ -327,21 +335,11 @@ async fn the_zero_setup_run_works_with_grpcurl_as_printed() {
     // A second start reuses the data: the same bootstrap account, whose administrator has
     // accepted, so only the login is shown.
     let again = Running::start(&env).await;
-    let bootstrap_line = again
-        .stdout
-        .iter()
-        .find(|l| l.contains("bootstrap account"))
-        .unwrap()
-        .clone();
-    assert!(
-        output.contains(bootstrap_line.trim()),
-        "bootstrap account changed: {bootstrap_line}"
-    );
-    let printed: Vec<&String> = again
-        .stdout
-        .iter()
-        .filter(|line| line.trim_start().starts_with("grpcurl "))
-        .collect();
+    let second = again.banner.clone().unwrap();
+    assert_eq!(second["bootstrap_account"], banner["bootstrap_account"]);
+    assert_eq!(second["administrator_state"], "active");
+    assert!(output.contains(banner["bootstrap_account"].as_str().unwrap()));
+    let printed = again.commands();
     assert!(
         printed.iter().all(|l| !l.contains("AcceptInvitation"))
             && printed.iter().any(|l| l.contains("AuthService/Login")),
