@@ -288,12 +288,17 @@ mod tests {
             invitation_token: Some("inv_y".into()),
             proposed_password: "pw-z".into(),
         };
-        let addr: SocketAddr = "0.0.0.0:50051".parse().unwrap_or_else(|e| unreachable!("{e}"));
+        let addr: SocketAddr = "0.0.0.0:50051"
+            .parse()
+            .unwrap_or_else(|e| unreachable!("{e}"));
         let banner = Banner::new(addr, &creds, Path::new(".identity"));
         let text = banner.text();
         let json: serde_json::Value = serde_json::from_str(&banner.json(chrono::Utc::now()))
             .unwrap_or_else(|e| unreachable!("{e}"));
-        let steps = json["fields"]["steps"].as_array().cloned().unwrap_or_default();
+        let steps = json["fields"]["steps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(steps.len(), 5);
         for step in &steps {
             let command = step["command"].as_str().unwrap_or_default();

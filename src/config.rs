@@ -4,7 +4,7 @@
 
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde::Deserialize;
@@ -113,6 +113,21 @@ pub struct EmailConfig {
     pub retry_horizon: Duration,
 }
 
+impl EmailConfig {
+    /// The console transport with the default retry horizon.
+    fn console() -> Self {
+        Self {
+            mailer: MailerKind::Console,
+            from: None,
+            reply_to: Vec::new(),
+            ses_configuration_set: None,
+            ses_region: None,
+            ses_endpoint_url: None,
+            retry_horizon: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
@@ -170,44 +185,54 @@ impl Config {
     /// format, and nothing a running service needs (keys, mailer).
     pub fn migration_from_env() -> Result<(Database, LogFormat)> {
         let lookup = |key: &str| std::env::var(key).ok();
-        let env = Env { lookup: &lookup };
-        Ok((database(&env)?, log_format(&env)?))
+        let env = Env::new(&lookup);
+        let database = env.or_record(database(&env), Database::Sqlite { url: String::new() });
+        let log_format = env.or_record(log_format(&env), LogFormat::Text);
+        env.finish()?;
+        Ok((database, log_format))
     }
 
     /// Reads configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let env = Env { lookup: &lookup };
-        let (database, log_format) = (database(&env)?, log_format(&env)?);
+        let env = Env::new(&lookup);
+        let database = env.or_record(database(&env), Database::Sqlite { url: String::new() });
+        let log_format = env.or_record(log_format(&env), LogFormat::Text);
         let production = matches!(database, Database::Postgres { .. });
         let service_tokens = match env.secret("IDENTITY_SERVICE_TOKENS")? {
             Some(json) => serde_json::from_str::<Vec<ServiceTokenConfig>>(json.expose())
-                .map_err(|e| anyhow!("IDENTITY_SERVICE_TOKENS is not a JSON array of {{name, scopes, sha256}}: {e}"))?,
+                .unwrap_or_else(|e| {
+                    env.fail(format!("IDENTITY_SERVICE_TOKENS is not a JSON array of {{name, scopes, sha256}}: {e}"));
+                    Vec::new()
+                }),
             None => Vec::new(),
         };
         for token in &service_tokens {
             for scope in &token.scopes {
                 if Scope::parse(scope).is_none() {
-                    bail!(
+                    env.fail(format!(
                         "service token {:?} has an unknown scope {scope:?}",
                         token.name
-                    );
+                    ));
                 }
             }
             if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bail!(
+                env.fail(format!(
                     "service token {:?}: sha256 must be 64 hex digits",
                     token.name
-                );
+                ));
             }
         }
         let signing_keys = match env.secret("IDENTITY_SIGNING_KEYS")? {
             // The key material is never echoed: serde's message could quote it.
-            Some(json) => serde_json::from_str::<Vec<SigningKeyConfig>>(json.expose()).map_err(
-                |e| anyhow!("IDENTITY_SIGNING_KEYS is not a JSON array of {{kid, alg, private_key_pem, not_before}} (line {}, column {})", e.line(), e.column()),
-            )?,
+            Some(json) => serde_json::from_str::<Vec<SigningKeyConfig>>(json.expose()).unwrap_or_else(
+                |e| {
+                    env.fail(format!("IDENTITY_SIGNING_KEYS is not a JSON array of {{kid, alg, private_key_pem, not_before}} (line {}, column {})", e.line(), e.column()));
+                    Vec::new()
+                },
+            ),
             None => Vec::new(),
         };
-        Ok(Config {
+        let config = Config {
             listen_addr: env
                 .parse("IDENTITY_LISTEN_ADDR")?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
@@ -242,9 +267,12 @@ impl Config {
             max_request_bytes: match env.parse::<usize>("IDENTITY_MAX_REQUEST_BYTES")? {
                 None => 4 << 20,
                 Some(bytes) if (MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&bytes) => bytes,
-                Some(bytes) => bail!(
-                    "IDENTITY_MAX_REQUEST_BYTES must be {MIN_REQUEST_BYTES} to {MAX_REQUEST_BYTES}, not {bytes}"
-                ),
+                Some(bytes) => {
+                    env.fail(format!(
+                        "IDENTITY_MAX_REQUEST_BYTES must be {MIN_REQUEST_BYTES} to {MAX_REQUEST_BYTES}, not {bytes}"
+                    ));
+                    4 << 20
+                }
             },
             public_url: env
                 .get("IDENTITY_PUBLIC_URL")
@@ -262,8 +290,8 @@ impl Config {
                 env.parse("IDENTITY_SESSION_TTL_SECONDS")?
                     .unwrap_or(30 * 24 * 3600),
             ),
-            email: email_config(&env, production)?,
-            google: GoogleConfig::from_env(&env)?,
+            email: env.or_record(email_config(&env, production), EmailConfig::console()),
+            google: env.or_record(GoogleConfig::from_env(&env), None),
             access_staleness: Duration::from_millis(
                 env.parse("IDENTITY_ACCESS_STALENESS_MS")?.unwrap_or(1000),
             ),
@@ -271,7 +299,9 @@ impl Config {
                 .parse::<usize>("IDENTITY_ACCESS_CACHE_MB")?
                 .unwrap_or(1024)
                 .saturating_mul(1 << 20),
-        })
+        };
+        env.finish()?;
+        Ok(config)
     }
 
     /// Embedded mode is the zero-setup laptop run: it migrates, bootstraps and prints credentials.
@@ -371,40 +401,83 @@ pub(crate) fn secure_or_loopback(url: &Url) -> bool {
 /// through it too, `*_FILE` secrets included.
 struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// What is wrong so far: every setting is read, and all bad ones are reported at once.
+    errors: std::cell::RefCell<Vec<String>>,
 }
 
-impl Env<'_> {
+impl<'a> Env<'a> {
+    fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            lookup,
+            errors: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Records what is wrong with a setting; reading goes on.
+    fn fail(&self, message: impl fmt::Display) {
+        self.errors.borrow_mut().push(message.to_string());
+    }
+
+    /// The value of a part read on its own, or `fallback` with its error recorded.
+    fn or_record<T>(&self, part: Result<T>, fallback: T) -> T {
+        part.unwrap_or_else(|err| {
+            self.fail(err);
+            fallback
+        })
+    }
+
+    /// Fails with every recorded error, one per line.
+    fn finish(self) -> Result<()> {
+        let errors = self.errors.into_inner();
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(anyhow!("{}", errors[0])),
+            n => Err(anyhow!(
+                "{n} settings are wrong:\n  - {}",
+                errors.join("\n  - ")
+            )),
+        }
+    }
+
     fn get(&self, key: &str) -> Option<String> {
         (self.lookup)(key).filter(|value| !value.is_empty())
     }
 
+    /// The parsed value, or `None` when unset; a value that does not parse is recorded (and read
+    /// as unset, so the rest of the settings are still checked).
     fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>>
     where
         T::Err: fmt::Display,
     {
-        self.get(key)
-            .map(|value| {
-                value
-                    .trim()
-                    .parse::<T>()
-                    .map_err(|e| anyhow!("{key}={value:?}: {e}"))
-            })
-            .transpose()
+        Ok(self
+            .get(key)
+            .and_then(|value| match value.trim().parse::<T>() {
+                Ok(parsed) => Some(parsed),
+                Err(e) => {
+                    self.fail(format!("{key}={value:?}: {e}"));
+                    None
+                }
+            }))
     }
 
     /// `KEY` or the contents of the file named by `KEY_FILE` (trailing newline removed).
     fn secret(&self, key: &str) -> Result<Option<Secret>> {
         let file_key = format!("{key}_FILE");
         match (self.get(key), self.get(&file_key)) {
-            (Some(_), Some(_)) => bail!("set {key} or {file_key}, not both"),
-            (Some(value), None) => Ok(Some(Secret(value))),
-            (None, Some(path)) => {
-                let value = std::fs::read_to_string(&path)
-                    .with_context(|| format!("{file_key}: cannot read {path}"))?;
-                Ok(Some(Secret(
-                    value.trim_end_matches(['\n', '\r']).to_owned(),
-                )))
+            (Some(_), Some(_)) => {
+                self.fail(format!("set {key} or {file_key}, not both"));
+                Ok(None)
             }
+            (Some(value), None) => Ok(Some(Secret(value))),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(value) => Ok(Some(Secret(
+                    value.trim_end_matches(['\n', '\r']).to_owned(),
+                ))),
+                Err(e) => {
+                    self.fail(format!("{file_key}: cannot read {path}: {e}"));
+                    Ok(None)
+                }
+            },
             (None, None) => Ok(None),
         }
     }
@@ -459,6 +532,34 @@ mod tests {
     }
 
     #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let err = config(&[
+            ("IDENTITY_DB_MAX_CONNECTIONS", "many"),
+            ("IDENTITY_LOG_FORMAT", "xml"),
+            ("IDENTITY_MAILER", "smtp"),
+            ("IDENTITY_MAX_REQUEST_BYTES", "1"),
+            (
+                "IDENTITY_SERVICE_TOKENS",
+                r#"[{"name":"x","scopes":["root"],"sha256":"00"}]"#,
+            ),
+        ])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.starts_with("6 settings are wrong:"), "{err}");
+        for named in [
+            "IDENTITY_DB_MAX_CONNECTIONS",
+            "IDENTITY_LOG_FORMAT",
+            "IDENTITY_MAILER",
+            "IDENTITY_MAX_REQUEST_BYTES",
+            "unknown scope",
+            "sha256",
+        ] {
+            assert!(err.contains(named), "{named} missing from: {err}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         let err = config(&[("IDENTITY_DEFAULT_MAX_GROUPS", "five")])
             .err()
@@ -485,7 +586,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             let lookup = |key: &str| map.get(key).cloned();
-            email_config(&Env { lookup: &lookup }, true)
+            email_config(&Env::new(&lookup), true)
         };
         let err = production(&[])
             .err()

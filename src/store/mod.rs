@@ -169,12 +169,21 @@ impl Store {
             .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .sqlx_logging(false);
         // The driver's errors can quote the URL, password included: mask it, and keep no source.
-        let db = sea_orm::Database::connect(options).await.map_err(|err| {
-            anyhow::anyhow!(
-                "cannot connect to the database: {}",
-                without_password(&err.to_string(), &url)
-            )
-        })?;
+        let db = match sea_orm::Database::connect(options).await {
+            Ok(db) => db,
+            Err(err) => {
+                // The pool says only that it timed out; one direct attempt says why (refused,
+                // unknown host, wrong password, no such database).
+                let cause = match database {
+                    Database::Postgres { .. } => why_postgres_refuses(&url).await,
+                    _ => None,
+                };
+                anyhow::bail!(
+                    "cannot connect to the database: {}",
+                    without_password(&cause.unwrap_or_else(|| err.to_string()), &url)
+                );
+            }
+        };
         if db.get_database_backend() == DbBackend::Sqlite {
             db.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
                 .await?;
@@ -357,6 +366,20 @@ impl From<DbErr> for DomainError {
             };
         }
         DomainError::internal(err)
+    }
+}
+
+/// Why a PostgreSQL server refuses a connection, from one direct attempt (`None` if it connects).
+async fn why_postgres_refuses(url: &str) -> Option<String> {
+    use sea_orm::sqlx::Connection;
+    let attempt = sea_orm::sqlx::PgConnection::connect(url);
+    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            None
+        }
+        Ok(Err(err)) => Some(err.to_string()),
+        Err(_) => Some("the server did not answer within 2 s".to_owned()),
     }
 }
 

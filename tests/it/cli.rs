@@ -366,6 +366,62 @@ fn printed_lines_split_like_a_shell() {
 }
 
 #[tokio::test]
+async fn an_unreachable_database_at_start_says_why() {
+    // Nothing listens on port 1: the answer names the refusal, not a pool's timeout.
+    let output = Command::new(binary())
+        .arg("migrate")
+        .env(
+            "IDENTITY_DATABASE_URL",
+            "postgres://identity:S3cr3tPw@127.0.0.1:1/identity",
+        )
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot connect to the database") && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("S3cr3tPw"),
+        "the password leaked: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn production_mode_reports_every_bad_setting_at_once() {
+    let output = Command::new(binary())
+        .arg("serve")
+        .env(
+            "IDENTITY_DATABASE_URL",
+            "postgres://identity@127.0.0.1:1/identity",
+        )
+        .env("IDENTITY_LOG_FORMAT", "yaml")
+        .env("IDENTITY_DB_MAX_CONNECTIONS", "lots")
+        .env("IDENTITY_SESSION_TTL_SECONDS", "-1")
+        .env_remove("IDENTITY_MAILER")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for named in [
+        "4 settings are wrong",
+        "IDENTITY_LOG_FORMAT",
+        "IDENTITY_DB_MAX_CONNECTIONS",
+        "IDENTITY_SESSION_TTL_SECONDS",
+        "IDENTITY_MAILER",
+    ] {
+        assert!(stderr.contains(named), "{named} missing from: {stderr}");
+    }
+    // Checked before connecting: nothing was tried on port 1.
+    assert!(!stderr.contains("cannot connect"), "{stderr}");
+}
+
+#[tokio::test]
 async fn a_malformed_database_url_is_refused_without_echoing_its_password() {
     let output = Command::new(binary())
         .arg("migrate")
