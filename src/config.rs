@@ -131,6 +131,9 @@ impl EmailConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
+    /// Where the key set is served over HTTP (`/.well-known/jwks.json`,
+    /// `/.well-known/openid-configuration`); `None`: not served.
+    pub http_listen_addr: Option<SocketAddr>,
     pub database: Database,
     pub db_max_connections: u32,
     pub service_tokens: Vec<ServiceTokenConfig>,
@@ -236,6 +239,7 @@ impl Config {
             listen_addr: env
                 .parse("IDENTITY_LISTEN_ADDR")?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            http_listen_addr: env.parse("IDENTITY_HTTP_LISTEN_ADDR")?,
             database,
             db_max_connections: env.parse("IDENTITY_DB_MAX_CONNECTIONS")?.unwrap_or(16),
             service_tokens,

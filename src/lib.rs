@@ -16,6 +16,7 @@ pub mod domain;
 pub mod email;
 pub mod grpc;
 pub mod housekeeping;
+pub mod http;
 pub mod proto;
 pub mod server;
 pub mod store;

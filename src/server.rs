@@ -120,6 +120,19 @@ pub async fn serve(
             worker_stop.clone(),
         )
     });
+    // The key set over HTTP, when asked for.
+    let http = match app.config.http_listen_addr {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "http listening");
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                app.keys.clone(),
+                worker_stop.clone(),
+            )))
+        }
+        None => None,
+    };
     let housekeeping =
         crate::housekeeping::spawn(app.store.clone(), app.clock.clone(), worker_stop);
 
@@ -189,6 +202,9 @@ pub async fn serve(
     housekeeping.abort();
     if let Some(feed) = access_feed {
         feed.abort();
+    }
+    if let Some(http) = http {
+        http.abort();
     }
     // Let a delivery pass under way record what it sent, so a restart does not leave claimed
     // emails to be sent again after their lease. (Aborting the drain task above dropped the

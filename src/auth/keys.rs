@@ -244,6 +244,26 @@ impl KeySet {
     pub fn jwks(&self) -> Vec<Jwk> {
         self.keys.iter().map(|k| k.jwk.clone()).collect()
     }
+
+    /// The `iss` of the tokens this set signs.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The JWS algorithms of the published keys, each once.
+    pub fn algorithms(&self) -> Vec<&'static str> {
+        let mut algorithms: Vec<&'static str> = self
+            .keys
+            .iter()
+            .map(|k| match k.alg {
+                Algorithm::ES256 => "ES256",
+                _ => "EdDSA",
+            })
+            .collect();
+        algorithms.sort_unstable();
+        algorithms.dedup();
+        algorithms
+    }
 }
 
 /// A new Ed25519 signing key as a config entry (`identity keygen`, and the embedded mode's own key).

@@ -644,3 +644,77 @@ async fn a_log_read_from_a_file_has_no_colours_and_one_delimited_record_per_emai
         log[begin + 2]
     );
 }
+
+#[tokio::test]
+async fn a_standard_jwt_library_verifies_access_tokens_from_the_published_key_set() {
+    let dir = std::env::temp_dir().join(format!("identity-jwks-{}", uuid::Uuid::new_v4()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer = "https://id.example.test";
+    let env = [
+        ("IDENTITY_DATA_DIR", dir.display().to_string()),
+        ("IDENTITY_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("IDENTITY_HTTP_LISTEN_ADDR", format!("127.0.0.1:{port}")),
+        ("IDENTITY_ISSUER", issuer.to_owned()),
+    ];
+    let running = Running::start(&env).await;
+    // A real session: the administrator accepts the invitation as the banner prints it.
+    let (ok, accepted) = run_printed(&running.commands()[2]);
+    assert!(ok, "{accepted}");
+    let accepted: serde_json::Value = serde_json::from_str(&accepted).unwrap();
+    let token = accepted["tokens"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // PyJWT, knowing only the key set's URL, verifies the token offline.
+    let python = crate::email::moto_server().with_file_name("python");
+    let script = r#"
+import json, sys, urllib.request
+import jwt
+base, token, issuer = sys.argv[1:4]
+client = jwt.PyJWKClient(base + "/.well-known/jwks.json")
+key = client.get_signing_key_from_jwt(token)
+claims = jwt.decode(token, key.key, algorithms=["EdDSA"], audience="identity", issuer=issuer)
+with urllib.request.urlopen(base + "/.well-known/openid-configuration") as answer:
+    discovery = json.load(answer)
+    cache = answer.headers.get("Cache-Control")
+print(json.dumps({"claims": claims, "discovery": discovery, "cache": cache}))
+"#;
+    let output = Command::new(python)
+        .args([
+            "-c",
+            script,
+            &format!("http://127.0.0.1:{port}"),
+            &token,
+            issuer,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verified: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let banner = running.banner.clone().unwrap();
+    assert_eq!(verified["claims"]["acc"], banner["bootstrap_account"]);
+    assert_eq!(verified["claims"]["iss"], issuer);
+    assert_eq!(verified["discovery"]["issuer"], issuer);
+    assert_eq!(
+        verified["discovery"]["jwks_uri"],
+        format!("{issuer}/.well-known/jwks.json")
+    );
+    assert_eq!(
+        verified["discovery"]["id_token_signing_alg_values_supported"],
+        serde_json::json!(["EdDSA"])
+    );
+    assert_eq!(verified["cache"], "public, max-age=300");
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
