@@ -15,6 +15,9 @@ ARG RUST_VERSION=1.95
 ###############################################################################
 FROM rust:${RUST_VERSION}-bookworm AS builder
 
+# bash with pipefail: a pipeline in a RUN fails when any command in it fails, not only the last.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
 WORKDIR /build
 
 # Dependency caching, without extra tools:
@@ -45,12 +48,13 @@ COPY migrations ./migrations
 
 # COPY keeps the files' original mtimes, which may be older than the stub build above; touch them so
 # cargo's mtime-based freshness check can never keep a stub. Then the real build, a smoke test that the
-# result is the real CLI (its help lists the subcommands), and the files for the runtime stage: the
-# binary and an empty data directory for dev mode (`docker run image` without a database URL).
+# result is the real CLI (its help lists the subcommands; grep reads all of it, as `grep -q` could exit
+# early and fail the pipeline with SIGPIPE), and the files for the runtime stage: the binary and an
+# empty data directory for dev mode (`docker run image` without a database URL).
 RUN set -eux; \
     find build.rs proto src migrations -type f -exec touch {} +; \
     cargo build --release --locked --bin identity; \
-    target/release/identity --help | grep -q migrate; \
+    target/release/identity --help | grep migrate >/dev/null; \
     install -D -m 0755 target/release/identity /out/usr/local/bin/identity; \
     install -d -m 0750 /out/var/lib/identity
 
