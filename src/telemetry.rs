@@ -107,10 +107,27 @@ pub fn init(format: LogFormat) -> Result<TelemetryGuard> {
     Ok(guard)
 }
 
-/// The span of one RPC, parented to the caller's W3C `traceparent` when it sent one.
+/// Health checks and reflection are traced only when `IDENTITY_TRACE_PROBES=true`: probes every few
+/// seconds would otherwise fill the trace stream.
+fn traces_probes() -> bool {
+    static PROBES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROBES.get_or_init(|| {
+        std::env::var("IDENTITY_TRACE_PROBES").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+    })
+}
+
+/// The span of one RPC (OpenTelemetry's RPC conventions), parented to the caller's W3C
+/// `traceparent` when it sent one. Its `trace_id` and `span_id` are fields too, so every JSON log
+/// line inside the call carries them (when traces are exported).
 pub fn rpc_span(request: &http::Request<()>) -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let path = request.uri().path();
+    if (path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection."))
+        && !traces_probes()
+    {
+        return tracing::Span::none();
+    }
     let (service, method) = path
         .trim_start_matches('/')
         .split_once('/')
@@ -119,16 +136,35 @@ pub fn rpc_span(request: &http::Request<()>) -> tracing::Span {
         "rpc",
         otel.name = %path.trim_start_matches('/'),
         otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         rpc.system = "grpc",
         rpc.service = %service,
         rpc.method = %method,
         rpc.grpc.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     let parent = global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(request.headers()))
     });
     let _ = span.set_parent(parent);
+    let context = span.context();
+    let ids = context.span().span_context().clone();
+    if ids.is_valid() {
+        span.record("trace_id", ids.trace_id().to_string());
+        span.record("span_id", ids.span_id().to_string());
+    }
     span
+}
+
+/// Records a call's gRPC status on its span: the code as the integer the conventions ask for, and
+/// the span status Error for the codes that are the server's fault.
+pub fn record_status(span: &tracing::Span, code: i32) {
+    span.record("rpc.grpc.status_code", code);
+    // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+    if matches!(code, 2 | 4 | 12 | 13 | 14 | 15) {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// Reads W3C trace context from request headers.

@@ -127,7 +127,10 @@ where
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("0")
                     .to_owned();
-                tracing::Span::current().record("rpc.grpc.status_code", code.as_str());
+                crate::telemetry::record_status(
+                    &tracing::Span::current(),
+                    code.parse().unwrap_or(2),
+                );
                 tracing::info!(
                     rpc = %path,
                     caller = %caller,

@@ -718,3 +718,77 @@ print(json.dumps({"claims": claims, "discovery": discovery, "cache": cache}))
     running.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_call_is_traced_under_its_callers_trace_and_its_log_lines_carry_the_ids() {
+    let dir = std::env::temp_dir().join(format!("identity-trace-{}", uuid::Uuid::new_v4()));
+    // Traces on, towards a collector that is not there: exporting fails, tracing does not.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = [
+        ("IDENTITY_DATA_DIR", dir.display().to_string()),
+        ("IDENTITY_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{closed}"),
+        ),
+    ];
+    let running = Running::start(&env).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = tonic::Request::new(identity::proto::LoginRequest {
+        email: "nobody@example.com".into(),
+        password: "not anybody's password".into(),
+        account_id: String::new(),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let status = identity::proto::auth_service_client::AuthServiceClient::new(channel.clone())
+        .login(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    // Health checks (the test's own readiness probes among them) are not traced.
+    let output = running.stop().await;
+    let lines: Vec<serde_json::Value> = output
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let rpc = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"] == "rpc"
+                && l["fields"]["rpc"] == "/identity.v1.AuthService/Login"
+        })
+        .unwrap_or_else(|| panic!("no rpc line:\n{output}"));
+    let span = &rpc["span"];
+    assert_eq!(span["trace_id"], trace_id, "{rpc}");
+    assert_eq!(span["span_id"].as_str().map(str::len), Some(16), "{rpc}");
+    assert_ne!(
+        span["span_id"], "00f067aa0ba902b7",
+        "the call has a span of its own"
+    );
+    assert_eq!(span["rpc.grpc.status_code"], 16, "{rpc}");
+    assert!(
+        span.get("otel.status_code").is_none(),
+        "UNAUTHENTICATED is the caller's: {rpc}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l["span"]["rpc.service"] == "grpc.health.v1.Health"),
+        "health checks were traced"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
