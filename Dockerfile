@@ -21,7 +21,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /build
 
 # Dependency caching, without extra tools:
-#  1. copy only the manifests (Cargo.toml, Cargo.lock, migrations/Cargo.toml);
+#  1. copy only the manifests (Cargo.toml, Cargo.lock, migrations/Cargo.toml, and the client crate's,
+#     a workspace member the server's build never compiles);
 #  2. put a stub `fn main() {}` at every target path they name (src/lib.rs, src/main.rs, build.rs,
 #     migrations/src/lib.rs, and any explicit [[test]]/[[bench]]/[[bin]] `path = "..."`, so cargo can load
 #     the workspace even though tests/ is not in the build context);
@@ -31,9 +32,11 @@ WORKDIR /build
 #     them. (cargo-chef does the same job; this avoids installing another tool into the builder.)
 COPY Cargo.toml Cargo.lock ./
 COPY migrations/Cargo.toml migrations/Cargo.toml
+COPY clients/identity-client/Cargo.toml clients/identity-client/Cargo.toml
 RUN set -eux; \
     stub() { mkdir -p "$(dirname "$1")"; [ -e "$1" ] || echo 'fn main() {}' > "$1"; }; \
-    for f in build.rs src/lib.rs src/main.rs migrations/src/lib.rs; do stub "$f"; done; \
+    for f in build.rs src/lib.rs src/main.rs migrations/src/lib.rs \
+             clients/identity-client/build.rs clients/identity-client/src/lib.rs; do stub "$f"; done; \
     for p in $(sed -n 's/^[[:space:]]*path[[:space:]]*=[[:space:]]*"\([^"]*\.rs\)".*$/\1/p' Cargo.toml); do stub "$p"; done; \
     for p in $(sed -n 's/^[[:space:]]*path[[:space:]]*=[[:space:]]*"\([^"]*\.rs\)".*$/\1/p' migrations/Cargo.toml); do stub "migrations/$p"; done; \
     cargo build --release --locked --bin identity; \

@@ -13,6 +13,7 @@ mod auth;
 mod authorization;
 mod callers;
 mod cli;
+mod client;
 mod docs;
 mod email;
 mod faults;
