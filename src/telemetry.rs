@@ -157,6 +157,37 @@ pub fn rpc_span(request: &http::Request<()>) -> tracing::Span {
     span
 }
 
+/// `rpc.server.call.duration` (seconds), OpenTelemetry's RPC server duration, by service, method
+/// and status code.
+fn call_duration() -> &'static opentelemetry::metrics::Histogram<f64> {
+    static DURATION: std::sync::OnceLock<opentelemetry::metrics::Histogram<f64>> =
+        std::sync::OnceLock::new();
+    DURATION.get_or_init(|| {
+        global::meter("identity")
+            .f64_histogram("rpc.server.call.duration")
+            .with_unit("s")
+            .with_description("Duration of RPCs served, by method and gRPC status code")
+            .build()
+    })
+}
+
+/// Records one served call of `path` (`/service/method`) with its status code and duration.
+pub fn record_call(path: &str, code: i32, seconds: f64) {
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path, ""));
+    call_duration().record(
+        seconds,
+        &[
+            KeyValue::new("rpc.system", "grpc"),
+            KeyValue::new("rpc.service", service.to_owned()),
+            KeyValue::new("rpc.method", method.to_owned()),
+            KeyValue::new("rpc.grpc.status_code", i64::from(code)),
+        ],
+    );
+}
+
 /// Records a call's gRPC status on its span: the code as the integer the conventions ask for, and
 /// the span status Error for the codes that are the server's fault.
 pub fn record_status(span: &tracing::Span, code: i32) {

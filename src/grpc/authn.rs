@@ -127,10 +127,9 @@ where
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("0")
                     .to_owned();
-                crate::telemetry::record_status(
-                    &tracing::Span::current(),
-                    code.parse().unwrap_or(2),
-                );
+                let status: i32 = code.parse().unwrap_or(2);
+                crate::telemetry::record_status(&tracing::Span::current(), status);
+                crate::telemetry::record_call(&path, status, started.elapsed().as_secs_f64());
                 tracing::info!(
                     rpc = %path,
                     caller = %caller,

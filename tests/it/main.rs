@@ -25,4 +25,5 @@ mod pg_only;
 mod replicas;
 mod secrets;
 mod sharing;
+mod telemetry;
 mod users;
