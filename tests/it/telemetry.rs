@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 use crate::cli::Running;
@@ -113,11 +114,38 @@ async fn a_collector_receives_rpc_spans_and_durations_by_the_conventions_and_no_
             .parse()
             .unwrap(),
     );
+    let auth_channel = channel.clone();
     let mut auth = identity::proto::auth_service_client::AuthServiceClient::new(channel);
     auth.login(request).await.unwrap_err();
     auth.get_jwks(identity::proto::GetJwksRequest {})
         .await
         .unwrap();
+    // Two access checks as the operator: the account's access data is loaded once, then read
+    // from memory.
+    let banner = running.banner.clone().unwrap();
+    let operator = running.commands()[1]
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap()
+        .to_owned();
+    let mut access =
+        identity::proto::access_service_client::AccessServiceClient::new(auth_channel.clone());
+    for _ in 0..2 {
+        let mut check = tonic::Request::new(identity::proto::CheckAccessRequest {
+            account_id: banner["bootstrap_account"].as_str().unwrap().to_owned(),
+            user_id: uuid::Uuid::now_v7().to_string(),
+            target: Some(identity::proto::check_access_request::Target::Permission(
+                "users.manage".into(),
+            )),
+            ..Default::default()
+        });
+        check.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {operator}").parse().unwrap(),
+        );
+        let _ = access.check_access(check).await;
+    }
     // SIGTERM: the service flushes its spans and metrics as it stops.
     tokio::time::sleep(Duration::from_millis(800)).await;
     running.stop().await;
@@ -195,6 +223,31 @@ async fn a_collector_receives_rpc_spans_and_durations_by_the_conventions_and_no_
         })
         .unwrap_or_else(|| panic!("no Login duration among {points:?}"));
     assert!(login_point.count >= 1 && login_point.sum.unwrap_or_default() > 0.0);
+
+    // The access cache's reads, by result.
+    let reads = |result: &str| -> i64 {
+        received
+            .metrics
+            .iter()
+            .flat_map(|r| &r.resource_metrics)
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name == "identity.access.cache.reads")
+            .filter_map(|m| match &m.data {
+                Some(Data::Sum(sum)) => Some(&sum.data_points),
+                _ => None,
+            })
+            .flatten()
+            .filter(|p| attribute(&p.attributes, "result").map(text).as_deref() == Some(result))
+            .filter_map(|p| match p.value {
+                Some(NumberValue::AsInt(n)) => Some(n),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(reads("loaded") >= 1, "no load counted");
+    assert!(reads("hit") >= 1, "no hit counted");
 }
 
 fn hex(bytes: &[u8]) -> String {

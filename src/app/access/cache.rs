@@ -40,6 +40,40 @@ const CLOCK_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 
 // A poisoned lock still holds consistent data here: each change to it is one assignment or one
 // applied change.
+/// `identity.access.cache.reads` (by `result`: `hit`, `caught_up` from the change log, `loaded`
+/// whole) and `identity.access.cache.evictions`, from the global meter provider (a no-op without
+/// OTLP).
+struct Metrics {
+    reads: opentelemetry::metrics::Counter<u64>,
+    evictions: opentelemetry::metrics::Counter<u64>,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| {
+        let meter = opentelemetry::global::meter("identity");
+        Metrics {
+            reads: meter
+                .u64_counter("identity.access.cache.reads")
+                .with_description(
+                    "Reads of an account's access data: from memory (hit), after a catch-up \
+                     from the change log (caught_up), or after a whole load (loaded)",
+                )
+                .build(),
+            evictions: meter
+                .u64_counter("identity.access.cache.evictions")
+                .with_description("Accounts dropped from memory for the budget")
+                .build(),
+        }
+    })
+}
+
+fn count_read(result: &'static str) {
+    metrics()
+        .reads
+        .add(1, &[opentelemetry::KeyValue::new("result", result)]);
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -313,6 +347,11 @@ impl AccessCache {
                 lock(&self.accounts).remove(&account_id);
                 return Ok(None);
             }
+            if usable {
+                count_read("hit");
+            }
+        } else {
+            count_read("hit");
         }
         Ok(Some(Fresh { entry }))
     }
@@ -359,11 +398,14 @@ impl AccessCache {
             }
             None => false,
         };
-        if !caught_up {
+        if caught_up {
+            count_read("caught_up");
+        } else {
             let Some(loaded) = self.load(account_id, started_at).await? else {
                 return Ok(false);
             };
             *write(&entry.data) = Some(loaded);
+            count_read("loaded");
         }
         if confirm || !caught_up {
             *lock(&entry.sessions_read) = started_at;
@@ -425,6 +467,7 @@ impl AccessCache {
             };
             accounts.remove(&id);
             total -= bytes;
+            metrics().evictions.add(1, &[]);
             tracing::info!(account_id = %id, bytes, "access data evicted for the memory budget");
         }
     }
