@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::entities::{login_throttle, user};
 use super::{Store, Tx};
 use crate::domain::auth::{
-    Attempt, FAILURE_WINDOW, FREE_ATTEMPTS, IN_FLIGHT_EXPIRY, MAX_LOCK, lock_after,
+    Attempt, FAILURE_WINDOW, FREE_ATTEMPTS, IN_FLIGHT_EXPIRY, MAX_LOCK, checks_allowed, lock_after,
 };
 use crate::domain::error::DomainResult;
 
@@ -96,11 +96,14 @@ pub(super) fn reserve_attempt(by: AttemptBy<'_>, now: DateTime<Utc>) -> InsertSt
     let in_flight: SimpleExpr = Expr::case(in_flight_expired(now), 0)
         .finally(before(C::InFlight))
         .into();
-    // `in_flight < checks_allowed(failures)`, that is fewer than the failures left, or none.
-    let room = failures_before(now)
-        .add(in_flight.clone())
-        .lt(FREE_ATTEMPTS)
-        .or(in_flight.clone().lte(0));
+    // `in_flight < checks_allowed(failures)`, the domain's rule compiled as `lock_after` is below:
+    // one arm per failure count under the limit, past it the last value holds.
+    let mut allowed = CaseStatement::new();
+    for failures in 0..FREE_ATTEMPTS {
+        allowed = allowed.case(failures_before(now).eq(failures), checks_allowed(failures));
+    }
+    let allowed = allowed.finally(checks_allowed(FREE_ATTEMPTS));
+    let room = in_flight.clone().lt(allowed);
     let unlocked = before(C::LockedUntil)
         .is_null()
         .or(before(C::LockedUntil).lte(now));
