@@ -107,6 +107,13 @@ pub fn init(format: LogFormat) -> Result<TelemetryGuard> {
     Ok(guard)
 }
 
+/// The service and method of an RPC's path (`/identity.v1.AuthService/Login`).
+fn service_and_method(path: &str) -> (&str, &str) {
+    path.trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path, ""))
+}
+
 /// Health checks and reflection are traced only when `IDENTITY_TRACE_PROBES=true`: probes every few
 /// seconds would otherwise fill the trace stream.
 fn traces_probes() -> bool {
@@ -128,10 +135,7 @@ pub fn rpc_span(request: &http::Request<()>) -> tracing::Span {
     {
         return tracing::Span::none();
     }
-    let (service, method) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or((path, ""));
+    let (service, method) = service_and_method(path);
     let span = tracing::info_span!(
         "rpc",
         otel.name = %path.trim_start_matches('/'),
@@ -173,10 +177,7 @@ fn call_duration() -> &'static opentelemetry::metrics::Histogram<f64> {
 
 /// Records one served call of `path` (`/service/method`) with its status code and duration.
 pub fn record_call(path: &str, code: i32, seconds: f64) {
-    let (service, method) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or((path, ""));
+    let (service, method) = service_and_method(path);
     call_duration().record(
         seconds,
         &[
