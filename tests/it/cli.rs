@@ -160,6 +160,15 @@ impl Running {
         }
     }
 
+    /// A connected channel to the server.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
     /// The banner's commands, in order.
     pub fn commands(&self) -> Vec<String> {
         let banner = self.banner.as_ref().expect("an embedded-mode banner");
@@ -506,11 +515,7 @@ async fn sigterm_lets_the_calls_in_flight_finish() {
         ("IDENTITY_PASSWORD_HASH_CONCURRENCY", "1".to_owned()),
     ];
     let running = Running::start(&env).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = running.channel().await;
     let calls = (0..30).map(|n| {
         let mut auth =
             identity::proto::auth_service_client::AuthServiceClient::new(channel.clone());
@@ -648,11 +653,7 @@ async fn a_log_read_from_a_file_has_no_colours_and_one_delimited_record_per_emai
 #[tokio::test]
 async fn a_standard_jwt_library_verifies_access_tokens_from_the_published_key_set() {
     let dir = std::env::temp_dir().join(format!("identity-jwks-{}", uuid::Uuid::new_v4()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::harness::free_port();
     let issuer = "https://id.example.test";
     let env = [
         ("IDENTITY_DATA_DIR", dir.display().to_string()),
@@ -723,11 +724,7 @@ print(json.dumps({"claims": claims, "discovery": discovery, "cache": cache}))
 async fn a_call_is_traced_under_its_callers_trace_and_its_log_lines_carry_the_ids() {
     let dir = std::env::temp_dir().join(format!("identity-trace-{}", uuid::Uuid::new_v4()));
     // Traces on, towards a collector that is not there: exporting fails, tracing does not.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = crate::harness::free_port();
     let env = [
         ("IDENTITY_DATA_DIR", dir.display().to_string()),
         ("IDENTITY_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
@@ -737,11 +734,7 @@ async fn a_call_is_traced_under_its_callers_trace_and_its_log_lines_carry_the_id
         ),
     ];
     let running = Running::start(&env).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = running.channel().await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let mut request = tonic::Request::new(identity::proto::LoginRequest {
         email: "nobody@example.com".into(),

@@ -38,13 +38,6 @@ pub fn moto_server() -> PathBuf {
     installed
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap()
-}
-
 /// One moto server on its own port, stopped when dropped.
 pub struct Moto {
     pub port: u16,

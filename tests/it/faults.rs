@@ -92,11 +92,7 @@ impl PrivateCluster {
                 .unwrap();
             assert!(status.success());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let cluster = Self {
             dir,
             port,

@@ -26,6 +26,14 @@ pub const OPERATOR: &str = "idt_test_operator";
 pub const DAM: &str = "idt_test_dam";
 pub const READER: &str = "idt_test_reader";
 
+/// A loopback port free at the time of asking (for a peer that needs its port before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap()
+}
+
 /// The token of a service holding only `scope` (every scope has one in the test configuration).
 pub fn scope_token(scope: &str) -> String {
     format!("idt_test_scope_{}", scope.replace('.', "_"))

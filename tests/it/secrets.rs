@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use identity::auth::secret_token;
 use identity::proto::{self, login_response::Outcome};
-use tonic::transport::Channel;
 
 use crate::cli::{Running, binary};
 use crate::email::{Moto, first_link};
@@ -114,9 +113,7 @@ async fn no_secret_reaches_the_log_at_trace() {
         .unwrap();
     assert!(migrated.status.success(), "{migrated:?}");
     let running = Running::start(&env).await;
-    let channel = Channel::from_shared(format!("http://{}", running.addr))
-        .unwrap()
-        .connect_lazy();
+    let channel = running.channel().await;
     let mut auth = proto::auth_service_client::AuthServiceClient::new(channel.clone());
     let mut accounts = proto::account_service_client::AccountServiceClient::new(channel.clone());
     let mut users = proto::user_service_client::UserServiceClient::new(channel);

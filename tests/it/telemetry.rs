@@ -96,11 +96,7 @@ async fn a_collector_receives_rpc_spans_and_durations_by_the_conventions_and_no_
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
     ];
     let running = Running::start(&env).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = running.channel().await;
     let password = "not-anybodys-password-7f3e";
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let mut request = tonic::Request::new(identity::proto::LoginRequest {
