@@ -374,49 +374,64 @@ fn printed_lines_split_like_a_shell() {
     );
 }
 
+/// Runs the binary's `command` with `env` set (and `unset` removed), which must fail; returns
+/// everything it printed, stderr first.
+async fn refused(command: &str, env: &[(&str, &str)], unset: &[&str]) -> String {
+    let mut run = Command::new(binary());
+    run.arg(command).env_remove("RUST_BACKTRACE");
+    for (key, value) in env {
+        run.env(key, value);
+    }
+    for key in unset {
+        run.env_remove(key);
+    }
+    let output = run.output().await.unwrap();
+    assert!(!output.status.success(), "{command} did not fail");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    )
+}
+
 #[tokio::test]
 async fn an_unreachable_database_at_start_says_why() {
     // Nothing listens on port 1: the answer names the refusal, not a pool's timeout.
-    let output = Command::new(binary())
-        .arg("migrate")
-        .env(
+    let printed = refused(
+        "migrate",
+        &[(
             "IDENTITY_DATABASE_URL",
             "postgres://identity:S3cr3tPw@127.0.0.1:1/identity",
-        )
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        )],
+        &[],
+    )
+    .await;
     assert!(
-        stderr.contains("cannot connect to the database") && stderr.contains("refused"),
-        "{stderr}"
+        printed.contains("cannot connect to the database") && printed.contains("refused"),
+        "{printed}"
     );
     assert!(
-        !stderr.contains("S3cr3tPw"),
-        "the password leaked: {stderr}"
+        !printed.contains("S3cr3tPw"),
+        "the password leaked: {printed}"
     );
 }
 
 #[tokio::test]
 async fn production_mode_reports_every_bad_setting_at_once() {
-    let output = Command::new(binary())
-        .arg("serve")
-        .env(
-            "IDENTITY_DATABASE_URL",
-            "postgres://identity@127.0.0.1:1/identity",
-        )
-        .env("IDENTITY_LOG_FORMAT", "yaml")
-        .env("IDENTITY_DB_MAX_CONNECTIONS", "lots")
-        .env("IDENTITY_SESSION_TTL_SECONDS", "-1")
-        .env_remove("IDENTITY_MAILER")
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let printed = refused(
+        "serve",
+        &[
+            (
+                "IDENTITY_DATABASE_URL",
+                "postgres://identity@127.0.0.1:1/identity",
+            ),
+            ("IDENTITY_LOG_FORMAT", "yaml"),
+            ("IDENTITY_DB_MAX_CONNECTIONS", "lots"),
+            ("IDENTITY_SESSION_TTL_SECONDS", "-1"),
+        ],
+        &["IDENTITY_MAILER"],
+    )
+    .await;
     for named in [
         "4 settings are wrong",
         "IDENTITY_LOG_FORMAT",
@@ -424,34 +439,30 @@ async fn production_mode_reports_every_bad_setting_at_once() {
         "IDENTITY_SESSION_TTL_SECONDS",
         "IDENTITY_MAILER",
     ] {
-        assert!(stderr.contains(named), "{named} missing from: {stderr}");
+        assert!(printed.contains(named), "{named} missing from: {printed}");
     }
     // Checked before connecting: nothing was tried on port 1.
-    assert!(!stderr.contains("cannot connect"), "{stderr}");
+    assert!(!printed.contains("cannot connect"), "{printed}");
 }
 
 #[tokio::test]
 async fn a_malformed_database_url_is_refused_without_echoing_its_password() {
-    let output = Command::new(binary())
-        .arg("migrate")
-        .env(
+    let printed = refused(
+        "migrate",
+        &[(
             "IDENTITY_DATABASE_URL",
             "postgres://identity:S3cr3tPw@db:54a32/identity",
-        )
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+        )],
+        &[],
+    )
+    .await;
     assert!(
-        stderr.contains("cannot connect to the database"),
-        "{stderr}"
+        printed.contains("cannot connect to the database"),
+        "{printed}"
     );
     assert!(
-        !stderr.contains("S3cr3tPw") && !stdout.contains("S3cr3tPw"),
-        "the password leaked: {stderr}{stdout}"
+        !printed.contains("S3cr3tPw"),
+        "the password leaked: {printed}"
     );
 }
 
