@@ -68,7 +68,8 @@ pub struct TestDb {
     secret_key: String,
 }
 
-async fn admin_connection() -> sea_orm::DatabaseConnection {
+/// A connection to the PostgreSQL server's maintenance database, as the suite's administrator.
+pub async fn admin_connection() -> sea_orm::DatabaseConnection {
     let url = base_url();
     sea_orm::Database::connect(&url).await.unwrap_or_else(|e| {
         panic!(
@@ -126,6 +127,33 @@ impl TestDb {
             signing_key: generate_ed25519("test-key").unwrap(),
             secret_key: random_secret_key(),
         }
+    }
+
+    /// Lets new connections into this PostgreSQL database, or (`false`) keeps them out.
+    pub async fn allow_connections(&self, allowed: bool) {
+        use sea_orm::ConnectionTrait;
+        let name = self.pg_name().expect("a PostgreSQL test database");
+        admin_connection()
+            .await
+            .execute_unprepared(&format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}"
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// Cuts every service off this PostgreSQL database: new connections refused, open ones ended.
+    pub async fn cut_off(&self) {
+        use sea_orm::ConnectionTrait;
+        self.allow_connections(false).await;
+        let name = self.pg_name().expect("a PostgreSQL test database");
+        admin_connection()
+            .await
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await
+            .unwrap();
     }
 
     pub fn pg_name(&self) -> Option<&str> {

@@ -23,23 +23,7 @@ async fn health_follows_the_database() {
     .await;
 
     // Cut the service off its database: no new connections, existing ones killed.
-    let name = db.pg_name().unwrap().to_owned();
-    let admin = sea_orm::Database::connect(
-        std::env::var("IDENTITY_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-    )
-    .await
-    .unwrap();
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        ))
-        .await
-        .unwrap();
+    db.cut_off().await;
     wait_for(&server, "", ServingStatus::NotServing).await;
     wait_for(
         &server,
@@ -48,10 +32,7 @@ async fn health_follows_the_database() {
     )
     .await;
 
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-        .await
-        .unwrap();
+    db.allow_connections(true).await;
     wait_for(&server, "", ServingStatus::Serving).await;
     wait_for(
         &server,
@@ -309,17 +290,9 @@ async fn a_dropped_listen_connection_does_not_leave_a_replica_stale_past_the_bou
 
     // Kill every LISTEN connection and let no new connection in: the replicas cannot listen
     // again, so the revoke below is never notified (the pools keep their open connections).
-    let admin = sea_orm::Database::connect(
-        std::env::var("IDENTITY_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-    )
-    .await
-    .unwrap();
+    db.allow_connections(false).await;
+    let admin = admin_connection().await;
     let name = db.pg_name().unwrap().to_owned();
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
-        .await
-        .unwrap();
     let killed = admin
         .query_all_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -353,10 +326,7 @@ async fn a_dropped_listen_connection_does_not_leave_a_replica_stale_past_the_bou
     // B keeps answering, and within the bound it has caught up by polling.
     tokio::time::sleep(PAST_BOUND).await;
     assert_eq!(level_on(&b, &acme, "").await, proto::AccessLevel::None);
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-        .await
-        .unwrap();
+    db.allow_connections(true).await;
 }
 
 #[tokio::test]
@@ -401,23 +371,7 @@ async fn a_lost_database_answers_unavailable_with_retry_info_not_internal() {
     let server = TestServer::start_on(db.clone(), |_| {}).await;
     let (account, _) = server.create_account("Acme", "admin@acme.test").await;
     // Cut the service off: its open connections die, new ones are refused.
-    let name = db.pg_name().unwrap().to_owned();
-    let admin = sea_orm::Database::connect(
-        std::env::var("IDENTITY_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-    )
-    .await
-    .unwrap();
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        ))
-        .await
-        .unwrap();
+    db.cut_off().await;
     // A read and a write, each on a connection that died or cannot be opened.
     for _ in 0..2 {
         let read = server
@@ -446,10 +400,7 @@ async fn a_lost_database_answers_unavailable_with_retry_info_not_internal() {
         let status = assert_error(write, tonic::Code::Unavailable, "UNAVAILABLE");
         assert!(status.get_error_details().retry_info().is_some());
     }
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-        .await
-        .unwrap();
+    db.allow_connections(true).await;
     // Back: the same write lands.
     let mut landed = false;
     for _ in 0..50 {
