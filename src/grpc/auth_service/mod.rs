@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use crate::app::{App, auth::Auth};
 use crate::auth::authenticator::{Authenticator, Refusal, VerifiedToken, session_error};
 use crate::auth::keys::{KeySet, TokenError};
-use crate::domain::actor::Actor;
+use crate::domain::actor::Callers;
 use crate::domain::auth::{Challenge, Client, IssuedSession, LoginOutcome, Selection};
 use crate::domain::error::{DomainError, Violations, reason};
 use crate::domain::validate;
@@ -381,29 +381,13 @@ impl AuthService for AuthApi {
         }))
     }
 
-    /// Services validate the tokens people forward, with the check the authentication layer
-    /// makes of a caller's own token; a forwarded token's member must also still be ACTIVE.
+    /// Services validate the tokens people forward, with the same check the authentication layer
+    /// makes of a caller's own token. Only services may ask (the layer's gate, `callers`).
     async fn validate_token(
         &self,
         request: Request<proto::ValidateTokenRequest>,
     ) -> Result<Response<proto::ValidateTokenResponse>, Status> {
-        match actor(&request) {
-            Actor::Service(_) => {}
-            Actor::Anonymous => {
-                return Err(DomainError::unauthenticated(
-                    reason::CREDENTIALS_MISSING,
-                    "credentials are required",
-                )
-                .into());
-            }
-            Actor::Person(_) => {
-                return Err(DomainError::permission_denied(
-                    reason::PERMISSION_MISSING,
-                    "ValidateToken is for services: use a service token",
-                )
-                .into());
-            }
-        }
+        actor(&request).admitted_by(Callers::AnyService)?;
         let mut v = Violations::new();
         let token = v.check("access_token", required(request.into_inner().access_token));
         let (token,) = v.values((token,))?;
