@@ -171,6 +171,11 @@ pub struct Config {
     pub access_staleness: Duration,
     /// Memory the access data of all accounts may take; least recently used accounts go first.
     pub access_cache_bytes: usize,
+    /// How long audit events are kept (default 365 days); older ones are deleted hourly.
+    pub audit_retention: Duration,
+    /// The header a trusted proxy in front of the service puts the client's address in (e.g.
+    /// `x-forwarded-for`: its last address is taken). `None`: the connection's peer address.
+    pub client_ip_header: Option<String>,
 }
 
 /// The range of `IDENTITY_MAX_REQUEST_BYTES`: room for the largest ordinary request (a
@@ -303,6 +308,22 @@ impl Config {
                 .parse::<usize>("IDENTITY_ACCESS_CACHE_MB")?
                 .unwrap_or(1024)
                 .saturating_mul(1 << 20),
+            audit_retention: match env.parse::<u64>("IDENTITY_AUDIT_RETENTION_DAYS")? {
+                None => Duration::from_secs(365 * 24 * 3600),
+                Some(days) if (1..=36_500).contains(&days) => {
+                    Duration::from_secs(days * 24 * 3600)
+                }
+                Some(days) => {
+                    env.fail(format!(
+                        "IDENTITY_AUDIT_RETENTION_DAYS must be 1 to 36500, not {days}"
+                    ));
+                    Duration::from_secs(365 * 24 * 3600)
+                }
+            },
+            client_ip_header: env
+                .get("IDENTITY_CLIENT_IP_HEADER")
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty()),
         };
         env.finish()?;
         Ok(config)

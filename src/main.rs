@@ -47,6 +47,22 @@ enum Command {
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of every account (or one): prints each chain's state and the first
+    /// broken link, and exits with status 1 when a chain is broken. Reads only.
+    Verify {
+        /// Only this account's chain (its id).
+        #[arg(long)]
+        account: Option<uuid::Uuid>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -54,6 +70,15 @@ fn main() -> Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime()?.block_on(serve()),
         Command::Migrate => runtime()?.block_on(migrate()),
+        Command::Audit {
+            command: AuditCommand::Verify { account },
+        } => {
+            let whole = runtime()?.block_on(verify_audit(account))?;
+            if !whole {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Keygen { kid } => {
             let kid = kid.unwrap_or_else(|| {
                 let suffix = &secret_token::generate("")[..6];
@@ -130,6 +155,44 @@ async fn migrate() -> Result<()> {
     store.migrate().await?;
     tracing::info!(applied = pending.len(), "migrations are up to date");
     Ok(())
+}
+
+/// Verifies the audit chains and prints one line per chain; false when one is broken.
+async fn verify_audit(account: Option<uuid::Uuid>) -> Result<bool> {
+    let (database, log_format) = Config::migration_from_env()?;
+    let _telemetry = telemetry::init(log_format)?;
+    let store = Store::connect(&database, 2).await?;
+    let reports = identity::app::audit::verify(&store, account).await?;
+    let mut whole = true;
+    for report in &reports {
+        let pending = match report.unchained {
+            0 => String::new(),
+            n => format!("; {n} newer events not chained yet"),
+        };
+        let floor = match report.purged_through {
+            0 => String::new(),
+            n => format!(" after position {n} (retention)"),
+        };
+        match &report.result {
+            Ok(()) => println!(
+                "account {}: whole, {} events checked{floor}{pending}",
+                report.account_id, report.checked
+            ),
+            Err(broken) => {
+                whole = false;
+                println!("BROKEN: {broken}{pending}");
+            }
+        }
+    }
+    match (reports.len(), whole) {
+        (0, _) => println!("no audit events yet"),
+        (n, true) => println!("{n} chains verified: all whole"),
+        (n, false) => println!(
+            "{} of {n} chains are broken",
+            reports.iter().filter(|r| r.result.is_err()).count()
+        ),
+    }
+    Ok(whole)
 }
 
 /// Listens for SIGTERM and SIGINT (Ctrl-C) from the moment it is called, and resolves on the

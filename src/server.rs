@@ -133,6 +133,14 @@ pub async fn serve(
         }
         None => None,
     };
+    // The audit log: this replica's chainer, and retention (one replica at a time).
+    let mut chainer = crate::app::audit::spawn_chainer(app.store.clone(), worker_stop.clone());
+    let retention = crate::app::audit::spawn_retention(
+        app.store.clone(),
+        app.clock.clone(),
+        app.config.audit_retention,
+        worker_stop.clone(),
+    );
     let housekeeping =
         crate::housekeeping::spawn(app.store.clone(), app.clock.clone(), worker_stop);
 
@@ -167,6 +175,7 @@ pub async fn serve(
         .layer(grpc::authn::AuthLayer::new(
             app.authenticator.clone(),
             app.config.max_request_bytes,
+            app.config.client_ip_header.as_deref(),
         ))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -200,6 +209,7 @@ pub async fn serve(
     monitor.abort();
     drain.abort();
     housekeeping.abort();
+    retention.abort();
     if let Some(feed) = access_feed {
         feed.abort();
     }
@@ -215,6 +225,10 @@ pub async fn serve(
     {
         tracing::warn!("the outbox worker did not stop in time");
         outbox_worker.abort();
+    }
+    // Chain what this replica appended, so a stop leaves nothing for the others to pick up.
+    if tokio::time::timeout(grace, &mut chainer).await.is_err() {
+        chainer.abort();
     }
     result
 }

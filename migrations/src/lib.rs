@@ -13,6 +13,7 @@ mod m20261128_000004_unlogged_login_throttle;
 mod m20261202_000005_sharing;
 mod m20261202_000006_session_ends;
 mod m20261202_000007_login_in_flight;
+mod m20261202_000008_audit_log;
 
 /// Applies the migrations in order; `identity migrate` runs it under a database-wide lock.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_sharing::Migration),
             Box::new(m20261202_000006_session_ends::Migration),
             Box::new(m20261202_000007_login_in_flight::Migration),
+            Box::new(m20261202_000008_audit_log::Migration),
         ]
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod groups;
 pub mod users;
@@ -36,6 +37,7 @@ pub struct App {
     pub users: users::Users,
     pub groups: groups::Groups,
     pub access: access::Access,
+    pub audit: audit::Audit,
     pub auth: auth::Auth,
     /// Consistency tokens of writes that can change an access decision.
     pub consistency: ConsistencyTokens,
@@ -96,6 +98,7 @@ impl App {
             config.public_url.clone(),
         );
         let groups = groups::Groups::new(store.clone(), clock.clone(), pages.clone());
+        let audit = audit::Audit::new(store.clone(), clock.clone(), pages.clone());
         let access = access::Access::new(store.clone(), clock.clone(), pages, cache);
         Ok(Self {
             config: Arc::new(config),
@@ -107,6 +110,7 @@ impl App {
             users,
             groups,
             access,
+            audit,
             auth,
             consistency,
             mailer,

@@ -152,6 +152,7 @@ impl Authenticator {
                 role,
                 session_id: claims.sid,
                 amr: claims.amr,
+                email: claims.email,
             }));
         }
         self.services

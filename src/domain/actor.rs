@@ -64,6 +64,8 @@ pub struct PersonCaller {
     pub role: Role,
     pub session_id: Uuid,
     pub amr: Vec<String>,
+    /// The person's email when the token was issued (a label for the audit log).
+    pub email: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +266,7 @@ mod tests {
             role,
             session_id: Uuid::now_v7(),
             amr: vec!["pwd".into()],
+            email: "someone@example.com".into(),
         })
     }
 

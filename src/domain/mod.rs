@@ -6,6 +6,7 @@ pub mod access;
 pub mod access_changes;
 pub mod accounts;
 pub mod actor;
+pub mod audit;
 pub mod auth;
 pub mod consistency;
 pub mod email;

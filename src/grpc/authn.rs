@@ -15,7 +15,9 @@ use tonic::{Code, Status};
 use tower::{Layer, Service};
 
 use super::callers::callers;
+use crate::app::audit::with_origin;
 use crate::auth::authenticator::Authenticator;
+use crate::domain::audit::{MAX_USER_AGENT_CHARS, Origin, clip};
 use crate::domain::actor::{Actor, Callers};
 use crate::domain::error::{DomainError, reason};
 
@@ -30,15 +32,57 @@ fn is_public(path: &str) -> bool {
 pub struct AuthLayer {
     authenticator: Arc<Authenticator>,
     max_request_bytes: usize,
+    client_ip_header: Option<Arc<str>>,
 }
 
 impl AuthLayer {
-    /// `max_request_bytes` is the services' decoding limit, named when a request passes it.
-    pub fn new(authenticator: Arc<Authenticator>, max_request_bytes: usize) -> Self {
+    /// `max_request_bytes` is the services' decoding limit, named when a request passes it;
+    /// `client_ip_header` the header a trusted proxy puts the client's address in, if any.
+    pub fn new(
+        authenticator: Arc<Authenticator>,
+        max_request_bytes: usize,
+        client_ip_header: Option<&str>,
+    ) -> Self {
         Self {
             authenticator,
             max_request_bytes,
+            client_ip_header: client_ip_header.map(Arc::from),
         }
+    }
+}
+
+/// The longest `x-request-id` kept as sent; a longer or unprintable one is replaced.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Where a request comes from, for the audit log: the caller's `x-request-id` (or a new one), the
+/// client's address (from the trusted proxy's header when configured, else the peer), and the
+/// User-Agent.
+fn origin_of<B>(request: &http::Request<B>, client_ip_header: Option<&str>) -> Origin {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request_id = text("x-request-id")
+        .map(str::trim)
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_CHARS
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let forwarded = client_ip_header
+        .and_then(|name| text(name))
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<std::net::IpAddr>().ok());
+    let peer = request
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+        .map(|addr| addr.ip());
+    Origin {
+        request_id,
+        ip_address: forwarded.or(peer).map(|ip| ip.to_string()).unwrap_or_default(),
+        user_agent: text("user-agent")
+            .map(|ua| clip(ua, MAX_USER_AGENT_CHARS))
+            .unwrap_or_default(),
     }
 }
 
@@ -50,6 +94,7 @@ impl<S> Layer<S> for AuthLayer {
             inner,
             authenticator: self.authenticator.clone(),
             max_request_bytes: self.max_request_bytes,
+            client_ip_header: self.client_ip_header.clone(),
         }
     }
 }
@@ -59,6 +104,7 @@ pub struct AuthService<S> {
     inner: S,
     authenticator: Arc<Authenticator>,
     max_request_bytes: usize,
+    client_ip_header: Option<Arc<str>>,
 }
 
 impl<S, B> Service<http::Request<B>> for AuthService<S>
@@ -84,8 +130,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
         let max_request_bytes = self.max_request_bytes;
+        let origin = origin_of(&request, self.client_ip_header.as_deref());
         Box::pin(async move {
             let started = Instant::now();
+            let request_id = http::HeaderValue::from_str(&origin.request_id).ok();
             let path = request.uri().path().to_owned();
             let bearer = bearer(request.headers());
             let public = is_public(&path);
@@ -115,11 +163,15 @@ where
                 Ok(actor) => {
                     let caller = actor.label();
                     request.extensions_mut().insert(actor);
-                    let response = inner.call(request).await?;
+                    let response = with_origin(origin, inner.call(request)).await?;
                     (caller_fault(response, max_request_bytes), caller)
                 }
                 Err(err) => (Status::from(err).into_http(), "rejected".to_owned()),
             };
+            let mut response = response;
+            if let Some(request_id) = request_id {
+                response.headers_mut().insert("x-request-id", request_id);
+            }
             if !path.starts_with("/grpc.") {
                 let code = response
                     .headers()

@@ -3,6 +3,7 @@
 //! one domain function; `?` maps the domain error to a status.
 
 pub mod access_service;
+pub mod audit_service;
 pub mod account_service;
 pub mod auth_service;
 pub mod authn;
@@ -58,7 +59,7 @@ pub fn access_service(
 
 pub fn audit_service(
     app: &App,
-) -> proto::audit_service_server::AuditServiceServer<unbuilt::AuditApi> {
-    proto::audit_service_server::AuditServiceServer::new(unbuilt::AuditApi)
+) -> proto::audit_service_server::AuditServiceServer<audit_service::AuditApi> {
+    proto::audit_service_server::AuditServiceServer::new(audit_service::AuditApi::new(app))
         .max_decoding_message_size(app.config.max_request_bytes)
 }

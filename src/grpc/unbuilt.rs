@@ -5,7 +5,6 @@
 use tonic::Status;
 
 use crate::domain::error::DomainError;
-use crate::proto;
 
 /// The status of an RPC that is part of the contract but not served by this version.
 pub fn unbuilt(service: &str, rpc: &str, capability: &str) -> Status {
@@ -42,16 +41,4 @@ macro_rules! unbuilt_rpcs {
             }
         )*
     };
-}
-
-/// `AuditService`: the audit log.
-#[derive(Debug, Clone, Copy)]
-pub struct AuditApi;
-
-#[tonic::async_trait]
-impl proto::audit_service_server::AuditService for AuditApi {
-    unbuilt_rpcs! { "AuditService", "the audit log":
-        list_audit_events(ListAuditEvents, ListAuditEventsRequest, ListAuditEventsResponse);
-        record_audit_events(RecordAuditEvents, RecordAuditEventsRequest, RecordAuditEventsResponse);
-    }
 }

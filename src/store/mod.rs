@@ -10,6 +10,7 @@
 
 pub mod access_changes;
 pub mod accounts;
+pub mod audit;
 mod challenges;
 pub mod entities;
 pub mod groups;
@@ -66,6 +67,8 @@ pub type OnAccessChange = Arc<dyn Fn(Committed<'_>) + Send + Sync>;
 pub struct Store {
     db: DatabaseConnection,
     on_access_change: Arc<OnceLock<OnAccessChange>>,
+    /// Woken when a write appended audit events, so this replica's chainer runs soon.
+    audit_appended: Arc<tokio::sync::Notify>,
     /// PostgreSQL's URL, for the access feed's own listening connection. Never printed.
     feed_url: Option<Arc<str>>,
 }
@@ -84,11 +87,17 @@ pub struct Tx {
     revisions: Mutex<Vec<(Uuid, i64)>>,
     ended: Mutex<Vec<(Uuid, Uuid)>>,
     on_access_change: Option<OnAccessChange>,
+    /// Set when this unit of work appended audit events: the chainer is woken after the commit.
+    appended: std::sync::atomic::AtomicBool,
+    audit_appended: Arc<tokio::sync::Notify>,
 }
 
 impl Tx {
     pub async fn commit(self) -> DomainResult<()> {
         self.txn.commit().await?;
+        if self.appended.load(std::sync::atomic::Ordering::Relaxed) {
+            self.audit_appended.notify_one();
+        }
         let revisions = std::mem::take(&mut *lock(&self.revisions));
         let ended = std::mem::take(&mut *lock(&self.ended));
         if let Some(tell) = &self.on_access_change {
@@ -112,6 +121,11 @@ impl Tx {
 
     fn conn(&self) -> &DatabaseTransaction {
         &self.txn
+    }
+
+    fn audit_appended(&self) {
+        self.appended
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -195,6 +209,7 @@ impl Store {
         Ok(Self {
             db,
             on_access_change: Arc::new(OnceLock::new()),
+            audit_appended: Arc::new(tokio::sync::Notify::new()),
             feed_url,
         })
     }
@@ -212,6 +227,16 @@ impl Store {
         let _ = self.on_access_change.set(tell);
     }
 
+    /// Wakes this replica's chainer: events were appended outside a unit of work.
+    fn wake_chainer(&self) {
+        self.audit_appended.notify_one();
+    }
+
+    /// Resolves when a write of this replica appended audit events since the last call.
+    pub async fn audit_appended(&self) {
+        self.audit_appended.notified().await;
+    }
+
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
@@ -223,6 +248,8 @@ impl Store {
             revisions: Mutex::new(Vec::new()),
             ended: Mutex::new(Vec::new()),
             on_access_change: self.on_access_change.get().cloned(),
+            appended: std::sync::atomic::AtomicBool::new(false),
+            audit_appended: self.audit_appended.clone(),
         })
     }
 

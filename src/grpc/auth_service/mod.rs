@@ -55,15 +55,14 @@ fn forwarded_token_refused(refusal: Refusal) -> DomainError {
 }
 
 /// Where the call came from, for the session record.
-fn client<T>(request: &Request<T>) -> Client {
-    let user_agent = request
-        .metadata()
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(512).collect());
+/// The client of the request being handled, as the authentication layer resolved it (the
+/// trusted proxy's address header when configured, else the peer; the User-Agent).
+fn client<T>(_request: &Request<T>) -> Client {
+    let origin = crate::app::audit::origin();
+    let some = |s: String| (!s.is_empty()).then_some(s);
     Client {
-        user_agent,
-        ip_address: request.remote_addr().map(|addr| addr.ip().to_string()),
+        user_agent: some(origin.user_agent),
+        ip_address: some(origin.ip_address),
     }
 }
 

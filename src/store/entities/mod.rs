@@ -3,10 +3,13 @@
 pub mod access_change;
 pub mod account;
 pub mod account_selection;
+pub mod audit_chain;
+pub mod audit_event;
 pub mod group;
 pub mod group_member;
 pub mod idempotency_key;
 pub mod invitation;
+pub mod lease;
 pub mod login_throttle;
 pub mod membership;
 pub mod mfa_challenge;
