@@ -15,7 +15,8 @@ use crate::store::Store;
 use crate::store::accounts::Counter;
 use crate::store::idempotency::Idempotency;
 
-use super::idempotent;
+use super::{audit, idempotent};
+use crate::domain::audit::{Change, Draft, Target, action};
 use super::users::{invitation_link, invite, lock_account};
 
 /// An account with its first administrator.
@@ -103,6 +104,28 @@ impl Accounts {
                     .member(account.id, person.id)
                     .await?
                     .ok_or_else(user_rules::user_not_found)?;
+                audit::append(
+                    &tx,
+                    account.id,
+                    now,
+                    [
+                        Draft::by(action::ACCOUNT_CREATED, actor)
+                            .target(Target::new("account", account.id, &account.name))
+                            .changes([
+                                Change::new("name", None::<&str>, Some(&account.name)),
+                                Change::new("limits.max_users", None::<i32>, Some(account.max_users)),
+                                Change::new("limits.max_groups", None::<i32>, Some(account.max_groups)),
+                            ]),
+                        Draft::by(action::USER_INVITED, actor)
+                            .target(Target::new("user", person.id, &person.email))
+                            .changes([Change::new(
+                                "role",
+                                None::<&str>,
+                                Some(Role::AccountAdministrator.as_str()),
+                            )]),
+                    ],
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(CreatedAccount {
                     account,
@@ -147,6 +170,8 @@ impl Accounts {
     ) -> DomainResult<Account> {
         actor.authorize(account_id, MANAGE_USERS)?;
         self.change(
+            actor,
+            action::ACCOUNT_SETTINGS_CHANGED,
             account_id,
             AccountChange {
                 enforce_mfa,
@@ -169,6 +194,8 @@ impl Accounts {
     ) -> DomainResult<Account> {
         actor.require_operator()?;
         self.change(
+            actor,
+            action::ACCOUNT_LIMITS_CHANGED,
             account_id,
             AccountChange {
                 max_users,
@@ -183,16 +210,35 @@ impl Accounts {
     /// Applies `change` if the account is still at `etag` (when given), under the account lock.
     async fn change(
         &self,
+        actor: &Actor,
+        action: &'static str,
         account_id: Uuid,
         change: AccountChange,
         etag: Option<i64>,
     ) -> DomainResult<Account> {
+        let now = self.clock.now();
         let tx = self.store.begin().await?;
         let account = lock_account(&tx, account_id).await?;
         rules::check_etag(&account, etag)?;
-        tx.update_account(account_id, &change, self.clock.now())
-            .await?;
+        tx.update_account(account_id, &change, now).await?;
         let updated = lock_account(&tx, account_id).await?;
+        let changes: Vec<Change> = [
+            Change::of("settings.enforce_mfa", account.enforce_mfa, updated.enforce_mfa),
+            Change::of("limits.max_users", account.max_users, updated.max_users),
+            Change::of("limits.max_groups", account.max_groups, updated.max_groups),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        audit::append(
+            &tx,
+            account_id,
+            now,
+            [Draft::by(action, actor)
+                .target(Target::new("account", account_id, &account.name))
+                .changes(changes)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(updated)
     }

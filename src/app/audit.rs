@@ -47,6 +47,32 @@ const VIEW_AUDIT: Requirement = Requirement {
     scope: Scope::AuditRead,
 };
 
+/// `draft` as one event in each of `accounts` (in the service's own chain when there are none):
+/// an event about a person rather than one account, such as a failed login.
+pub fn events_for(accounts: &[Uuid], now: DateTime<Utc>, draft: Draft) -> Vec<Event> {
+    if accounts.is_empty() {
+        return vec![event(draft, rules::SERVICE_CHAIN, now)];
+    }
+    accounts
+        .iter()
+        .map(|account_id| event(draft.clone(), *account_id, now))
+        .collect()
+}
+
+/// Appends `drafts` as events of `account_id` in the unit of work `tx`.
+pub async fn append(
+    tx: &crate::store::Tx,
+    account_id: Uuid,
+    now: DateTime<Utc>,
+    drafts: impl IntoIterator<Item = Draft>,
+) -> DomainResult<()> {
+    let events: Vec<Event> = drafts
+        .into_iter()
+        .map(|draft| event(draft, account_id, now))
+        .collect();
+    tx.append_audit(&events).await
+}
+
 /// How many events one pass of the chainer links per account.
 const CHAIN_BATCH: u64 = 5_000;
 /// How often a chainer looks for other replicas' events when its own writes do not wake it.

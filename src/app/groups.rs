@@ -20,7 +20,12 @@ use crate::store::accounts::Counter;
 use crate::store::idempotency::Idempotency;
 use crate::store::{Store, Tx};
 
-use super::idempotent;
+use super::{audit, idempotent};
+use crate::domain::audit::{Change, Draft, Target, action};
+
+fn group_target(group: &Group) -> Target {
+    Target::new("group", group.id, group.name.as_str())
+}
 use super::users::{lock_account, member_position};
 
 /// A group after a membership change, and the change's consistency token.
@@ -111,6 +116,13 @@ impl Groups {
                 let group = group?;
                 tx.insert_group(&group).await?;
                 tx.add_to_counter(account_id, Counter::Groups, 1).await?;
+                let draft = Draft::by(action::GROUP_CREATED, actor)
+                    .target(group_target(&group))
+                    .changes([
+                        Change::new("name", None::<&str>, Some(group.name.as_str())),
+                        Change::new("description", None::<&str>, Some(&group.description)),
+                    ]);
+                audit::append(&tx, account_id, now, [draft]).await?;
                 tx.commit().await?;
                 Ok(group)
             },
@@ -183,9 +195,22 @@ impl Groups {
         {
             return Err(rules::name_taken_error());
         }
-        tx.update_group(account_id, group_id, &change, self.clock.now())
-            .await?;
+        let now = self.clock.now();
+        tx.update_group(account_id, group_id, &change, now).await?;
         let updated = group_in(&tx, account_id, group_id).await?;
+        let changes: Vec<Change> = [
+            Change::of("name", group.name.as_str(), updated.name.as_str()),
+            Change::of("description", &group.description, &updated.description),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !changes.is_empty() {
+            let draft = Draft::by(action::GROUP_UPDATED, actor)
+                .target(group_target(&updated))
+                .changes(changes);
+            audit::append(&tx, account_id, now, [draft]).await?;
+        }
         tx.commit().await?;
         Ok(updated)
     }
@@ -218,13 +243,14 @@ impl Groups {
         tx.delete_shares_to(account_id, Subject::Group(group_id))
             .await?;
         tx.add_to_counter(account_id, Counter::Groups, -1).await?;
+        let now = self.clock.now();
         let revision = tx
-            .record_access_change(
-                account_id,
-                &[AccessChange::GroupDeleted { g: group_id }],
-                self.clock.now(),
-            )
+            .record_access_change(account_id, &[AccessChange::GroupDeleted { g: group_id }], now)
             .await?;
+        let draft = Draft::by(action::GROUP_DELETED, actor)
+            .target(group_target(&group))
+            .changes([Change::new("name", Some(group.name.as_str()), None::<&str>)]);
+        audit::append(&tx, account_id, now, [draft]).await?;
         tx.commit().await?;
         Ok(revision)
     }
@@ -254,8 +280,9 @@ impl Groups {
             g: group_id,
             u: user_ids.to_vec(),
         };
+        let draft = Draft::by(action::GROUP_MEMBERS_ADDED, actor);
         let changed = self
-            .finish_change(tx, account_id, group_id, added, joined)
+            .finish_change(tx, account_id, group_id, user_ids, (added, joined), draft)
             .await?;
         Ok(changed)
     }
@@ -279,19 +306,23 @@ impl Groups {
             g: group_id,
             u: user_ids.to_vec(),
         };
-        self.finish_change(tx, account_id, group_id, removed, left)
+        let draft = Draft::by(action::GROUP_MEMBERS_REMOVED, actor);
+        self.finish_change(tx, account_id, group_id, user_ids, (removed, left), draft)
             .await
     }
 
     /// After `changed` memberships were written: moves the group's version on when there were
     /// any, moves the access revision, reads the group back and commits.
+    /// The audit event (`draft`, for the group) names the users asked for and how many
+    /// memberships changed.
     async fn finish_change(
         &self,
         tx: Tx,
         account_id: Uuid,
         group_id: Uuid,
-        changed: u64,
-        change: AccessChange,
+        user_ids: &[Uuid],
+        (changed, change): (u64, AccessChange),
+        draft: Draft,
     ) -> DomainResult<MembersChanged> {
         if changed > 0 {
             tx.update_group(
@@ -306,6 +337,12 @@ impl Groups {
             .record_access_change(account_id, &[change], self.clock.now())
             .await?;
         let group = group_in(&tx, account_id, group_id).await?;
+        let ids: Vec<String> = user_ids.iter().map(Uuid::to_string).collect();
+        let draft = draft
+            .target(group_target(&group))
+            .meta("user_ids", ids.join(","))
+            .meta("changed", changed);
+        audit::append(&tx, account_id, self.clock.now(), [draft]).await?;
         tx.commit().await?;
         Ok(MembersChanged { group, revision })
     }

@@ -23,7 +23,13 @@ use crate::store::accounts::Counter;
 use crate::store::idempotency::Idempotency;
 use crate::store::{Store, Tx};
 
-use super::idempotent;
+use super::{audit, idempotent};
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
+
+/// A member as the target of an event.
+fn user_target(member: &Member) -> Target {
+    Target::new("user", member.membership.user_id, &member.person.email)
+}
 
 /// A new invitation link: the token goes into the email, its hash into the table.
 pub struct NewLink {
@@ -193,6 +199,15 @@ impl Users {
                 tx.add_to_counter(account_id, Counter::Users, 1).await?;
                 invite(&tx, &account, &person, &inviter, self.new_link(), now).await?;
                 let member = reread(&tx, account_id, person.id).await?;
+                audit::append(
+                    &tx,
+                    account_id,
+                    now,
+                    [Draft::by(action::USER_INVITED, actor)
+                        .target(user_target(&member))
+                        .changes([Change::new("role", None::<&str>, Some(input.role.as_str()))])],
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(member)
             },
@@ -300,6 +315,28 @@ impl Users {
             return Err(DomainError::etag_mismatch("user"));
         }
         let updated = reread(&tx, account_id, user_id).await?;
+        let changes: Vec<Change> = [
+            Change::of("role", member.role().as_str(), updated.role().as_str()),
+            Change::of(
+                "display_name",
+                &member.person.display_name,
+                &updated.person.display_name,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !changes.is_empty() {
+            let action = if revision.is_some() {
+                action::USER_ROLE_CHANGED
+            } else {
+                action::USER_UPDATED
+            };
+            let draft = Draft::by(action, actor)
+                .target(user_target(&updated))
+                .changes(changes);
+            audit::append(&tx, account_id, now, [draft]).await?;
+        }
         tx.commit().await?;
         Ok((updated, revision))
     }
@@ -335,6 +372,13 @@ impl Users {
         let revision = tx
             .record_access_change(account_id, &[AccessChange::Removed { u: user_id }], now)
             .await?;
+        let draft = Draft::by(action::USER_REMOVED, actor)
+            .target(user_target(&member))
+            .changes([
+                Change::new("role", Some(member.role().as_str()), None::<&str>),
+                Change::new("status", Some(member.status().as_str()), None::<&str>),
+            ]);
+        audit::append(&tx, account_id, now, [draft]).await?;
         tx.commit().await?;
         Ok(Some(revision))
     }
@@ -365,6 +409,8 @@ impl Users {
         )
         .await?;
         let updated = reread(&tx, account_id, user_id).await?;
+        let draft = Draft::by(action::USER_INVITATION_RESENT, actor).target(user_target(&updated));
+        audit::append(&tx, account_id, now, [draft]).await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -394,6 +440,10 @@ impl Users {
             now,
         ))
         .await?;
+        let draft = Draft::new(action::USER_INVITATION_RESENT, EventActor::system())
+            .target(user_target(&member))
+            .meta("reason", "the zero-setup start renewed it");
+        audit::append(&tx, account_id, now, [draft]).await?;
         tx.commit().await?;
         Ok(Some(link.token))
     }
@@ -427,6 +477,17 @@ impl Users {
         let change = AccessChange::member(user_id, member.role(), target);
         let revision = tx.record_access_change(account_id, &[change], now).await?;
         let updated = reread(&tx, account_id, user_id).await?;
+        if target != member.status() {
+            let action = if disable {
+                action::USER_DISABLED
+            } else {
+                action::USER_ENABLED
+            };
+            let draft = Draft::by(action, actor).target(user_target(&updated)).changes([
+                Change::new("status", Some(member.status().as_str()), Some(target.as_str())),
+            ]);
+            audit::append(&tx, account_id, now, [draft]).await?;
+        }
         tx.commit().await?;
         Ok((updated, revision))
     }
@@ -449,16 +510,27 @@ impl Users {
         let Some(name) = display_name else {
             return self.require(account_id, user_id).await;
         };
+        let now = self.clock.now();
         let tx = self.store.begin().await?;
         let member = member_at(&tx, account_id, user_id, etag).await?;
         if name != member.person.display_name
             && !tx
-                .rename_person(user_id, &name, member.person.version, self.clock.now())
+                .rename_person(user_id, &name, member.person.version, now)
                 .await?
         {
             return Err(DomainError::etag_mismatch("user"));
         }
         let updated = reread(&tx, account_id, user_id).await?;
+        if let Some(change) = Change::of(
+            "display_name",
+            &member.person.display_name,
+            &updated.person.display_name,
+        ) {
+            let draft = Draft::by(action::USER_PROFILE_UPDATED, actor)
+                .target(user_target(&updated))
+                .changes([change]);
+            audit::append(&tx, account_id, now, [draft]).await?;
+        }
         tx.commit().await?;
         Ok(updated)
     }

@@ -180,8 +180,8 @@ impl Change {
     pub fn new(field: &str, before: Option<impl ToString>, after: Option<impl ToString>) -> Self {
         Self {
             field: field.to_owned(),
-            before: before.map(|v| clip(&v.to_string(), MAX_METADATA_VALUE_CHARS)),
-            after: after.map(|v| clip(&v.to_string(), MAX_METADATA_VALUE_CHARS)),
+            before: before.map(|v| v.to_string()),
+            after: after.map(|v| v.to_string()),
         }
     }
 
@@ -256,10 +256,7 @@ impl Draft {
     }
 
     pub fn meta(mut self, key: &str, value: impl ToString) -> Self {
-        self.metadata.insert(
-            key.to_owned(),
-            clip(&value.to_string(), MAX_METADATA_VALUE_CHARS),
-        );
+        self.metadata.insert(key.to_owned(), value.to_string());
         self
     }
 

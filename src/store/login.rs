@@ -222,21 +222,53 @@ impl Store {
         enabled: bool,
         now: DateTime<Utc>,
     ) -> DomainResult<()> {
-        user::Entity::update_many()
-            .col_expr(user::Column::MfaEnabled, Expr::value(enabled))
-            .col_expr(
-                user::Column::Version,
-                Expr::col(user::Column::Version).add(1),
-            )
-            .col_expr(user::Column::UpdatedAt, Expr::value(now))
-            .filter(user::Column::Id.eq(user_id))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        set_mfa(&self.db, user_id, enabled, now).await
     }
 }
 
+async fn set_mfa(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    enabled: bool,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    user::Entity::update_many()
+        .col_expr(user::Column::MfaEnabled, Expr::value(enabled))
+        .col_expr(
+            user::Column::Version,
+            Expr::col(user::Column::Version).add(1),
+        )
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 impl Tx {
+    /// Turns the person's own MFA on or off in this unit of work.
+    pub async fn set_mfa_enabled(
+        &self,
+        user_id: Uuid,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
+        set_mfa(self.conn(), user_id, enabled, now).await
+    }
+
+    /// The accounts where the person is an ACTIVE member, read inside the unit of work.
+    pub async fn active_account_ids(&self, user_id: Uuid) -> DomainResult<Vec<Uuid>> {
+        use sea_orm::QuerySelect;
+        Ok(membership::Entity::find()
+            .select_only()
+            .column(membership::Column::AccountId)
+            .filter(membership::Column::UserId.eq(user_id))
+            .filter(membership::Column::Status.eq(StoredStatus::Active))
+            .into_tuple::<Uuid>()
+            .all(self.conn())
+            .await?)
+    }
+
     /// The person's ACTIVE membership in one account, with the account, read inside the unit of
     /// work.
     pub async fn active_membership(

@@ -120,7 +120,12 @@ impl Store {
     /// the session's start as the member's last login and forgets the person's failed
     /// attempts, all or nothing. On PostgreSQL the four writes are one statement
     /// (data-modifying WITH queries), so a login costs one round trip here instead of six.
-    pub async fn log_in(&self, session: &Session, refresh_hash: &str) -> DomainResult<()> {
+    pub async fn log_in(
+        &self,
+        session: &Session,
+        refresh_hash: &str,
+        events: &[crate::domain::audit::Event],
+    ) -> DomainResult<()> {
         let now = session.created_at;
         let session_insert =
             session::Entity::insert(session::ActiveModel::from(session)).into_query();
@@ -131,14 +136,16 @@ impl Store {
             .filter(membership::Column::UserId.eq(session.user_id))
             .into_query();
         let forget_failures = login_throttle::Entity::delete_by_id(session.user_id).into_query();
+        let audit = super::audit::append_statement(events);
         let backend = self.backend();
         if backend == DbBackend::Postgres {
-            let writes: [SubQueryStatement; 4] = [
+            let mut writes: Vec<SubQueryStatement> = vec![
                 session_insert.into(),
                 refresh_insert.into(),
                 last_login.into(),
                 forget_failures.into(),
             ];
+            writes.extend(audit.map(SubQueryStatement::from));
             let mut with = WithClause::new();
             for (n, write) in writes.into_iter().enumerate() {
                 with.cte(
@@ -156,7 +163,13 @@ impl Store {
             txn.execute_raw(backend.build(&refresh_insert)).await?;
             txn.execute_raw(backend.build(&last_login)).await?;
             txn.execute_raw(backend.build(&forget_failures)).await?;
+            if let Some(audit) = &audit {
+                txn.execute_raw(backend.build(audit)).await?;
+            }
             txn.commit().await?;
+        }
+        if !events.is_empty() {
+            self.wake_chainer();
         }
         Ok(())
     }

@@ -201,6 +201,15 @@ impl Store {
 }
 
 impl Tx {
+    /// Records a wrong password of the person, in this unit of work (with its audit event).
+    pub async fn record_login_failure(&self, user_id: Uuid, now: DateTime<Utc>) -> DomainResult<()> {
+        let backend = self.conn().get_database_backend();
+        self.conn()
+            .execute_raw(backend.build(&record_failure(user_id, now)))
+            .await?;
+        Ok(())
+    }
+
     /// A new password forgets the failures.
     pub async fn clear_login_failures(&self, user_id: Uuid) -> DomainResult<()> {
         login_throttle::Entity::delete_by_id(user_id)

@@ -32,7 +32,23 @@ use crate::store::idempotency::Idempotency;
 use crate::store::shares::{ExplainRows, resource_position};
 
 use self::cache::{AccessCache, no_account};
-use super::idempotent;
+use super::{audit, idempotent};
+use crate::domain::audit::{Change, Draft, Target, action};
+
+/// A share's audit event: the resource is the target, the share and its subject are details.
+fn share_event(action: &'static str, actor: &Actor, share: &Share, level: Change) -> Draft {
+    let (subject_kind, subject_id) = share.subject.parts();
+    Draft::by(action, actor)
+        .target(Target::new(
+            share.resource.kind.as_str(),
+            &share.resource.id,
+            "",
+        ))
+        .changes([level])
+        .meta("share_id", share.id)
+        .meta("subject_type", subject_kind)
+        .meta("subject_id", subject_id)
+}
 use super::users::lock_account;
 
 /// A share to make: `ShareResource`.
@@ -247,6 +263,7 @@ impl Access {
                 let existing = tx
                     .share_of(account_id, &command.resource, command.subject)
                     .await?;
+                let before = existing.as_ref().map(|share| share.level.as_str());
                 let (share, created) = match existing {
                     Some(mut share) => {
                         tx.update_share(account_id, share.id, command.level, &by, now)
@@ -284,6 +301,14 @@ impl Access {
                         }],
                         now,
                     )
+                    .await?;
+                let level = Change::new("level", before, Some(share.level.as_str()));
+                let action = if created {
+                    action::SHARE_CREATED
+                } else {
+                    action::SHARE_CHANGED
+                };
+                audit::append(&tx, account_id, now, [share_event(action, actor, &share, level)])
                     .await?;
                 tx.commit().await?;
                 Ok(Shared {
@@ -364,6 +389,8 @@ impl Access {
             };
         };
         tx.delete_share(account_id, share.id).await?;
+        let level = Change::new("level", Some(share.level.as_str()), None::<&str>);
+        let draft = share_event(action::SHARE_REVOKED, actor, &share, level);
         let revision = tx
             .record_access_change(
                 account_id,
@@ -374,6 +401,7 @@ impl Access {
                 now,
             )
             .await?;
+        audit::append(&tx, account_id, now, [draft]).await?;
         tx.commit().await?;
         Ok(revision)
     }

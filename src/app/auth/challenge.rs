@@ -4,6 +4,8 @@
 use uuid::Uuid;
 
 use super::{Auth, Secret, hash_of, new_code};
+use crate::app::audit;
+use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::app::queue;
 use crate::domain::auth::challenge::{
     CodeCheck, challenge_expired, code_invalid, new_challenge, resend, verify_code,
@@ -59,14 +61,38 @@ impl Auth {
             .lock_challenge(&id_hash)
             .await?
             .ok_or_else(challenge_expired)?;
+        // The code's events go to the account being logged in to, or every account of the
+        // person when none is chosen yet.
+        let accounts = match challenge.account_id {
+            Some(account_id) => vec![account_id],
+            None => tx.active_account_ids(challenge.user_id).await?,
+        };
+        let email = tx
+            .person(challenge.user_id)
+            .await?
+            .map(|person| person.email)
+            .unwrap_or_default();
+        let event = |action: &'static str| {
+            let draft = Draft::new(action, EventActor::anonymous())
+                .target(Target::new("user", challenge.user_id, &email))
+                .meta("method", "email_code");
+            audit::events_for(&accounts, now, draft)
+        };
         let passed = match verify_code(&challenge, &presented, now)? {
             CodeCheck::Right(passed) => {
                 tx.update_challenge(&passed).await?;
+                tx.append_audit(&event(action::MFA_CODE_PASSED)).await?;
                 tx.commit().await?;
                 passed
             }
             CodeCheck::Wrong(failed) => {
                 tx.update_challenge(&failed).await?;
+                let mut events = event(action::MFA_CODE_FAILED);
+                for e in &mut events {
+                    e.metadata
+                        .insert("attempts_left".to_owned(), failed.attempts_left.to_string());
+                }
+                tx.append_audit(&events).await?;
                 tx.commit().await?;
                 return Err(code_invalid(failed.attempts_left));
             }

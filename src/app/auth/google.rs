@@ -5,6 +5,9 @@
 use uuid::Uuid;
 
 use super::Auth;
+use crate::auth::google::GoogleError;
+use crate::app::audit;
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::domain::access_changes::AccessChange;
 use crate::domain::auth::login::next_step;
 use crate::domain::auth::{
@@ -21,6 +24,18 @@ fn no_matching_user() -> DomainError {
 }
 
 impl Auth {
+    /// A refused Google login is recorded in the service's own log: no account is known, and
+    /// none learns of an address that is not its member's.
+    async fn google_login_failed(&self, email: &str, reason: &str) -> DomainResult<()> {
+        let draft = Draft::new(action::LOGIN_FAILED, EventActor::anonymous())
+            .target(Target::new("email", "", email))
+            .meta("method", "google")
+            .meta("reason", reason);
+        self.store
+            .append_audit(&audit::events_for(&[], self.clock.now(), draft))
+            .await
+    }
+
     /// Login with Google: a session when one account is offered (or requested), otherwise an
     /// account choice.
     pub async fn login_with_google(
@@ -50,14 +65,26 @@ impl Auth {
             ),
             GoogleCredential::IdToken { id_token, nonce } => (id_token, nonce),
         };
-        let identity = google
+        let identity = match google
             .verify_id_token(&id_token, &nonce, self.clock.now())
-            .await?;
-        let person = self
+            .await
+        {
+            Ok(identity) => identity,
+            Err(err @ (GoogleError::CredentialInvalid(_) | GoogleError::EmailNotVerified)) => {
+                self.google_login_failed("", "credential_refused").await?;
+                return Err(err.into());
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let Some(person) = self
             .store
             .person_by_email(&identity.email.to_lowercase())
             .await?
-            .ok_or_else(no_matching_user)?;
+        else {
+            self.google_login_failed(&identity.email, "unknown_email")
+                .await?;
+            return Err(no_matching_user());
+        };
         let candidates = self
             .store
             .memberships_in(person.id, FirstFactor::Google.admits())
@@ -93,6 +120,14 @@ impl Auth {
         let tx = self.store.begin().await?;
         tx.lock_account(account_id).await?;
         if tx.activate_membership(account_id, person.id, now).await? {
+            let draft = Draft::new(
+                action::USER_INVITATION_ACCEPTED,
+                EventActor::person(person.id, &person.email),
+            )
+            .target(Target::new("user", person.id, &person.email))
+            .changes([Change::new("status", Some("invited"), Some("active"))])
+            .meta("method", "google");
+            audit::append(&tx, account_id, now, [draft]).await?;
             tx.delete_invitation(account_id, person.id).await?;
             tx.record_access_change(
                 account_id,

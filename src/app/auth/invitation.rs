@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{Auth, hash_of};
+use crate::app::audit;
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::auth::password::{self, Password};
 use crate::domain::access_changes::AccessChange;
 use crate::domain::auth::links::{check_invitation, invitation_invalid};
@@ -58,7 +60,8 @@ impl Auth {
         let view = self.invitation_at(token, now).await?;
         let person = view.member.person;
         let new_hash = if person.has_password() {
-            if !self.checked_password(&person, &password).await? {
+            let anonymous = EventActor::anonymous();
+            if !self.checked_password(&anonymous, &person, &password).await? {
                 return Err(invalid_credentials());
             }
             None
@@ -112,6 +115,14 @@ impl Auth {
             now,
         )
         .await?;
+        let draft = Draft::new(
+            action::USER_INVITATION_ACCEPTED,
+            EventActor::person(person.id, &person.email),
+        )
+        .target(Target::new("user", person.id, &person.email))
+        .changes([Change::new("status", Some("invited"), Some("active"))])
+        .meta("method", "invitation_link");
+        audit::append(&tx, account_id, now, [draft]).await?;
         tx.commit().await?;
         let factor = FirstFactor::InvitationLink;
         let session = self

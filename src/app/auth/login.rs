@@ -5,6 +5,8 @@
 use uuid::Uuid;
 
 use super::Auth;
+use crate::app::audit;
+use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::auth::password::Password;
 use crate::domain::auth::login::next_step;
 use crate::domain::auth::{Client, FirstFactor, LoginOutcome, invalid_credentials};
@@ -27,14 +29,23 @@ impl Auth {
         };
         let Some(start) = start else {
             // Unknown email, or a person active nowhere: the same work as a wrong password,
-            // the same answer.
+            // the same answer. The attempt is recorded in the service's own log, which no
+            // account sees (docs/decisions.md).
             self.hasher.verify(&password, None).await?;
+            let draft = Draft::new(action::LOGIN_FAILED, EventActor::anonymous())
+                .target(Target::new("email", "", email_key.unwrap_or_default()))
+                .meta("method", "password")
+                .meta("reason", "unknown_email");
+            self.store
+                .append_audit(&audit::events_for(&[], now, draft))
+                .await?;
             return Err(invalid_credentials());
         };
         let (person, accounts) = (start.person, start.accounts);
-        self.admitted(person.id, start.attempt).await?;
+        let anonymous = EventActor::anonymous();
+        self.admitted(&anonymous, &person, start.attempt).await?;
         // A mismatch is recorded as a failure; a success forgets the failures (below).
-        if !self.password_matches(&person, &password).await? {
+        if !self.password_matches(&anonymous, &person, &password).await? {
             return Err(invalid_credentials());
         }
         let factor = FirstFactor::Password;

@@ -1,6 +1,8 @@
 //! Personal MFA: the email code at every password login, turned on or off by the person.
 
 use super::{Auth, person_of};
+use crate::app::audit;
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::auth::password::Password;
 use crate::domain::actor::Actor;
 use crate::domain::auth::login::check_mfa_off;
@@ -27,7 +29,8 @@ impl Auth {
             if member.person.has_password() {
                 let ok = match &current {
                     Some(password) if !password.is_empty() => {
-                        self.checked_password(&member.person, password).await?
+                        self.checked_password(&EventActor::of(actor), &member.person, password)
+                            .await?
                     }
                     _ => false,
                 };
@@ -40,9 +43,25 @@ impl Auth {
                 }
             }
         }
-        self.store
-            .set_mfa_enabled(caller.user_id, enabled, self.clock.now())
-            .await?;
+        let now = self.clock.now();
+        let tx = self.store.begin().await?;
+        tx.set_mfa_enabled(caller.user_id, enabled, now).await?;
+        if enabled != member.person.mfa_enabled {
+            let action = if enabled {
+                action::MFA_ENABLED
+            } else {
+                action::MFA_DISABLED
+            };
+            let draft = Draft::by(action, actor)
+                .target(Target::new("user", caller.user_id, &member.person.email))
+                .changes([Change::new(
+                    "mfa_enabled",
+                    Some(member.person.mfa_enabled),
+                    Some(enabled),
+                )]);
+            audit::append(&tx, caller.account_id, now, [draft]).await?;
+        }
+        tx.commit().await?;
         self.store
             .member(caller.account_id, caller.user_id)
             .await?

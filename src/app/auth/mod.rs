@@ -21,7 +21,6 @@ use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
-use uuid::Uuid;
 
 use crate::auth::google::GoogleVerifier;
 use crate::auth::keys::{KeySet, TokenSubject};
@@ -29,6 +28,9 @@ use crate::auth::password::{Password, PasswordHasher, Verified};
 use crate::auth::secret_token;
 use crate::clock::SharedClock;
 use crate::domain::actor::{Actor, PersonCaller};
+use crate::domain::audit::{Draft, EventActor, Target, action};
+
+use super::audit;
 use crate::domain::auth::login::throttled;
 use crate::domain::auth::{
     ActiveMembership, Attempt, BUSY_WAIT, Client, FirstFactor, IssuedSession, LoginOutcome,
@@ -39,6 +41,22 @@ use crate::domain::page::PageTokens;
 use crate::domain::roles::Role;
 use crate::domain::users::Person;
 use crate::store::Store;
+
+/// A person as the target of an authentication event.
+fn person_target(person: &Person) -> Target {
+    Target::new("user", person.id, &person.email)
+}
+
+/// How a session was opened, for the audit log, from its authentication methods.
+fn login_method(amr: &[String]) -> &'static str {
+    let has = |m: &str| amr.iter().any(|a| a == m);
+    match (has("fed"), has("pwd"), has("otp")) {
+        (true, _, _) => "google",
+        (_, true, true) => "password+email_code",
+        (_, true, false) => "password",
+        _ => "invitation",
+    }
+}
 
 fn person_of(actor: &Actor) -> DomainResult<&PersonCaller> {
     actor.require_person("this acts for a person")
@@ -136,13 +154,18 @@ impl Auth {
     /// is computed, so parallel guesses cannot exceed the limit; a mismatch is recorded as a
     /// failure and a match forgets the failures. (`login` asks for its admission in its first
     /// statement and forgets the failures in the session's own statement instead.)
-    async fn checked_password(&self, person: &Person, password: &Password) -> DomainResult<bool> {
+    async fn checked_password(
+        &self,
+        actor: &EventActor,
+        person: &Person,
+        password: &Password,
+    ) -> DomainResult<bool> {
         let attempt = self
             .store
             .reserve_login_attempt(person.id, self.clock.now())
             .await?;
-        self.admitted(person.id, attempt).await?;
-        let matches = self.password_matches(person, password).await?;
+        self.admitted(actor, person, attempt).await?;
+        let matches = self.password_matches(actor, person, password).await?;
         if matches {
             self.store.clear_login_failures(person.id).await?;
         }
@@ -153,7 +176,13 @@ impl Auth {
     /// may still fail are being checked) is asked again after a few milliseconds, up to
     /// `BUSY_WAIT`, so a right password waits for the checks under way instead of being refused.
     /// A pause, or a wait that lasts too long, is `LOGIN_THROTTLED`.
-    async fn admitted(&self, person_id: Uuid, mut attempt: Attempt) -> DomainResult<()> {
+    async fn admitted(
+        &self,
+        actor: &EventActor,
+        person: &Person,
+        mut attempt: Attempt,
+    ) -> DomainResult<()> {
+        let person_id = person.id;
         let waited = std::time::Instant::now();
         let limit = BUSY_WAIT.to_std().unwrap_or_default();
         loop {
@@ -161,6 +190,15 @@ impl Auth {
             match attempt.wait(now) {
                 None => return Ok(()),
                 Some(wait) if attempt != Attempt::Busy || waited.elapsed() >= limit => {
+                    let draft = Draft::new(action::LOGIN_THROTTLED, actor.clone())
+                        .target(person_target(person))
+                        .meta("method", "password")
+                        .meta("retry_after_seconds", wait.num_seconds().max(1));
+                    let tx = self.store.begin().await?;
+                    let accounts = tx.active_account_ids(person_id).await?;
+                    tx.append_audit(&audit::events_for(&accounts, now, draft))
+                        .await?;
+                    tx.commit().await?;
                     return Err(throttled(wait));
                 }
                 Some(_) => {}
@@ -176,16 +214,29 @@ impl Auth {
 
     /// Checks the password of an admitted attempt, recording a mismatch as a failure; a match
     /// with old parameters stores a new hash.
-    async fn password_matches(&self, person: &Person, password: &Password) -> DomainResult<bool> {
+    async fn password_matches(
+        &self,
+        actor: &EventActor,
+        person: &Person,
+        password: &Password,
+    ) -> DomainResult<bool> {
         match self
             .hasher
             .verify(password, person.password_hash.as_ref().map(|h| h.as_str()))
             .await?
         {
             Verified::Mismatch => {
-                self.store
-                    .record_login_failure(person.id, self.clock.now())
+                let now = self.clock.now();
+                let draft = Draft::new(action::LOGIN_FAILED, actor.clone())
+                    .target(person_target(person))
+                    .meta("method", "password")
+                    .meta("reason", "wrong_password");
+                let tx = self.store.begin().await?;
+                tx.record_login_failure(person.id, now).await?;
+                let accounts = tx.active_account_ids(person.id).await?;
+                tx.append_audit(&audit::events_for(&accounts, now, draft))
                     .await?;
+                tx.commit().await?;
                 Ok(false)
             }
             Verified::Match { rehash } => {
@@ -246,7 +297,16 @@ impl Auth {
             self.session_ttl,
         );
         let refresh = Secret::new("rt_");
-        self.store.log_in(&session, &refresh.hash).await?;
+        let draft = Draft::new(
+            action::LOGIN_SUCCEEDED,
+            EventActor::person(person.id, &person.email),
+        )
+        .target(person_target(person))
+        .meta("method", login_method(&session.amr))
+        .meta("amr", session.amr.join(","))
+        .meta("session_id", session.id);
+        let events = [audit::event(draft, choice.account.id, now)];
+        self.store.log_in(&session, &refresh.hash, &events).await?;
         self.sign(person, session, refresh.token, choice.membership.role, now)
     }
 

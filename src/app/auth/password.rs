@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Auth, Secret, hash_of, person_of};
+use crate::app::audit;
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::app::queue;
 use crate::auth::password::{self, Password};
 use crate::domain::actor::Actor;
@@ -19,10 +21,10 @@ use crate::store::Tx;
 /// `reason`, forgets their failed logins and queues the notice. Returns how many sessions ended.
 async fn replace_password(
     tx: &Tx,
-    person: &Person,
+    (actor, person): (EventActor, &Person),
     hash: &str,
     keep: Option<Uuid>,
-    reason: &str,
+    reason: &'static str,
     now: DateTime<Utc>,
 ) -> DomainResult<u64> {
     tx.set_password(person.id, hash, now).await?;
@@ -31,6 +33,19 @@ async fn replace_password(
         .await?;
     tx.clear_login_failures(person.id).await?;
     queue(tx, None, &person.email, &Email::PasswordChanged, now).await?;
+    // The event says that the password changed, never what it is.
+    let action = if keep.is_some() {
+        action::PASSWORD_CHANGED
+    } else {
+        action::PASSWORD_RESET
+    };
+    let draft = Draft::new(action, actor)
+        .target(Target::new("user", person.id, &person.email))
+        .changes([Change::new("password", None::<&str>, None::<&str>)])
+        .meta("sessions_ended", revoked);
+    let accounts = tx.active_account_ids(person.id).await?;
+    tx.append_audit(&audit::events_for(&accounts, now, draft))
+        .await?;
     Ok(revoked)
 }
 
@@ -86,7 +101,8 @@ impl Auth {
         let tx = self.store.begin().await?;
         check_reset(tx.lock_reset(&token_hash).await?, now)?;
         tx.spend_reset(&token_hash, now).await?;
-        replace_password(&tx, &person, &hash, None, "password_reset", now).await?;
+        let anonymous = EventActor::anonymous();
+        replace_password(&tx, (anonymous, &person), &hash, None, "password_reset", now).await?;
         tx.commit().await
     }
 
@@ -109,7 +125,10 @@ impl Auth {
                 message: "you have no password yet; set one with a password reset".to_owned(),
             });
         }
-        if !self.checked_password(&person, &current).await? {
+        if !self
+            .checked_password(&EventActor::of(actor), &person, &current)
+            .await?
+        {
             return Err(DomainError::invalid_with(
                 reason::CURRENT_PASSWORD_INCORRECT,
                 "current_password",
@@ -129,7 +148,7 @@ impl Auth {
         let tx = self.store.begin().await?;
         let revoked = replace_password(
             &tx,
-            &person,
+            (EventActor::of(actor), &person),
             &hash,
             Some(caller.session_id),
             "password_changed",

@@ -5,11 +5,21 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Auth, Secret, hash_of, person_of};
+use crate::app::audit;
+use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::domain::actor::Actor;
 use crate::domain::auth::session::{check_refresh_mfa, refresh_refusal};
 use crate::domain::auth::{IssuedSession, RefreshRefusal, Session, session_revoked};
 use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::page::{After, ListQuery, Page};
+
+/// The event of a session that ended for `reason`.
+fn session_ended(actor: EventActor, session: &Session, reason: &str) -> Draft {
+    Draft::new(action::SESSION_REVOKED, actor)
+        .target(Target::new("session", session.id, ""))
+        .meta("user_id", session.user_id)
+        .meta("reason", reason)
+}
 
 impl Auth {
     /// Rotates a refresh token into a new session token pair. The token is spent and its
@@ -28,6 +38,8 @@ impl Auth {
             if refusal == RefreshRefusal::Reused {
                 tx.revoke_session(session.id, "refresh_token_reused", now)
                     .await?;
+                let draft = session_ended(EventActor::anonymous(), &session, "refresh_token_reused");
+                audit::append(&tx, session.account_id, now, [draft]).await?;
                 tx.commit().await?;
             }
             return Err(refusal.into());
@@ -39,6 +51,8 @@ impl Auth {
         let Some(choice) = tx.active_membership(person.id, session.account_id).await? else {
             tx.revoke_session(session.id, "membership_inactive", now)
                 .await?;
+            let draft = session_ended(EventActor::system(), &session, "membership_inactive");
+            audit::append(&tx, session.account_id, now, [draft]).await?;
             tx.commit().await?;
             return Err(session_revoked());
         };
@@ -57,10 +71,15 @@ impl Auth {
     /// Ends the caller's current session.
     pub async fn logout(&self, actor: &Actor) -> DomainResult<()> {
         let person = person_of(actor)?;
-        self.store
-            .revoke_session(person.session_id, "logout", self.clock.now())
-            .await?;
-        Ok(())
+        let now = self.clock.now();
+        let tx = self.store.begin().await?;
+        if tx.revoke_session(person.session_id, "logout", now).await? {
+            let draft = Draft::by(action::SESSION_REVOKED, actor)
+                .target(Target::new("session", person.session_id, ""))
+                .meta("reason", "logout");
+            audit::append(&tx, person.account_id, now, [draft]).await?;
+        }
+        tx.commit().await
     }
 
     /// Ends one of the caller's own live sessions.
@@ -68,13 +87,15 @@ impl Auth {
         let person = person_of(actor)?;
         let now = self.clock.now();
         let session = self.store.find_session(session_id).await?;
-        if !session.is_some_and(|s| s.revocable_by(person.user_id, now)) {
+        let Some(session) = session.filter(|s| s.revocable_by(person.user_id, now)) else {
             return Err(DomainError::not_found(reason::SESSION_NOT_FOUND, "session"));
+        };
+        let tx = self.store.begin().await?;
+        if tx.revoke_session(session_id, "revoked_by_user", now).await? {
+            let draft = session_ended(EventActor::of(actor), &session, "revoked_by_user");
+            audit::append(&tx, session.account_id, now, [draft]).await?;
         }
-        self.store
-            .revoke_session(session_id, "revoked_by_user", now)
-            .await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// The caller's live sessions, newest first, one page, with each session's account name;
