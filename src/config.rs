@@ -310,9 +310,7 @@ impl Config {
                 .saturating_mul(1 << 20),
             audit_retention: match env.parse::<u64>("IDENTITY_AUDIT_RETENTION_DAYS")? {
                 None => Duration::from_secs(365 * 24 * 3600),
-                Some(days) if (1..=36_500).contains(&days) => {
-                    Duration::from_secs(days * 24 * 3600)
-                }
+                Some(days) if (1..=36_500).contains(&days) => Duration::from_secs(days * 24 * 3600),
                 Some(days) => {
                     env.fail(format!(
                         "IDENTITY_AUDIT_RETENTION_DAYS must be 1 to 36500, not {days}"

@@ -15,9 +15,9 @@ use crate::store::Store;
 use crate::store::accounts::Counter;
 use crate::store::idempotency::Idempotency;
 
+use super::users::{invitation_link, invite, lock_account};
 use super::{audit, idempotent};
 use crate::domain::audit::{Change, Draft, Target, action};
-use super::users::{invitation_link, invite, lock_account};
 
 /// An account with its first administrator.
 #[derive(Debug, Clone)]
@@ -113,8 +113,16 @@ impl Accounts {
                             .target(Target::new("account", account.id, &account.name))
                             .changes([
                                 Change::new("name", None::<&str>, Some(&account.name)),
-                                Change::new("limits.max_users", None::<i32>, Some(account.max_users)),
-                                Change::new("limits.max_groups", None::<i32>, Some(account.max_groups)),
+                                Change::new(
+                                    "limits.max_users",
+                                    None::<i32>,
+                                    Some(account.max_users),
+                                ),
+                                Change::new(
+                                    "limits.max_groups",
+                                    None::<i32>,
+                                    Some(account.max_groups),
+                                ),
                             ]),
                         Draft::by(action::USER_INVITED, actor)
                             .target(Target::new("user", person.id, &person.email))
@@ -223,7 +231,11 @@ impl Accounts {
         tx.update_account(account_id, &change, now).await?;
         let updated = lock_account(&tx, account_id).await?;
         let changes: Vec<Change> = [
-            Change::of("settings.enforce_mfa", account.enforce_mfa, updated.enforce_mfa),
+            Change::of(
+                "settings.enforce_mfa",
+                account.enforce_mfa,
+                updated.enforce_mfa,
+            ),
             Change::of("limits.max_users", account.max_users, updated.max_users),
             Change::of("limits.max_groups", account.max_groups, updated.max_groups),
         ]

@@ -167,9 +167,14 @@ impl Audit {
         if let (Some(start), Some(end)) = (query.start_time, query.end_time)
             && start > end
         {
-            return Err(DomainError::invalid("start_time", "must not be after end_time"));
+            return Err(DomainError::invalid(
+                "start_time",
+                "must not be after end_time",
+            ));
         }
-        let micros = |t: Option<DateTime<Utc>>| t.map_or(String::new(), |t| t.timestamp_micros().to_string());
+        let micros = |t: Option<DateTime<Utc>>| {
+            t.map_or(String::new(), |t| t.timestamp_micros().to_string())
+        };
         let category_key = categories
             .iter()
             .map(|c| c.number().to_string())
@@ -376,7 +381,10 @@ pub async fn purge_expired(
 ) -> DomainResult<u64> {
     let now = clock.now();
     let lease = chrono::Duration::from_std(PURGE_LEASE).unwrap_or_default();
-    if !store.take_lease("audit.retention", holder, now, now + lease).await? {
+    if !store
+        .take_lease("audit.retention", holder, now, now + lease)
+        .await?
+    {
         return Ok(0);
     }
     let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);

@@ -245,7 +245,11 @@ impl Groups {
         tx.add_to_counter(account_id, Counter::Groups, -1).await?;
         let now = self.clock.now();
         let revision = tx
-            .record_access_change(account_id, &[AccessChange::GroupDeleted { g: group_id }], now)
+            .record_access_change(
+                account_id,
+                &[AccessChange::GroupDeleted { g: group_id }],
+                now,
+            )
             .await?;
         let draft = Draft::by(action::GROUP_DELETED, actor)
             .target(group_target(&group))

@@ -483,9 +483,13 @@ impl Users {
             } else {
                 action::USER_ENABLED
             };
-            let draft = Draft::by(action, actor).target(user_target(&updated)).changes([
-                Change::new("status", Some(member.status().as_str()), Some(target.as_str())),
-            ]);
+            let draft = Draft::by(action, actor)
+                .target(user_target(&updated))
+                .changes([Change::new(
+                    "status",
+                    Some(member.status().as_str()),
+                    Some(target.as_str()),
+                )]);
             audit::append(&tx, account_id, now, [draft]).await?;
         }
         tx.commit().await?;

@@ -567,7 +567,11 @@ pub struct Break {
 
 impl std::fmt::Display for Break {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "account {} breaks at position {}", self.account_id, self.seq)?;
+        write!(
+            f,
+            "account {} breaks at position {}",
+            self.account_id, self.seq
+        )?;
         if let Some(id) = self.event_id {
             write!(f, " (event {id})")?;
         }
@@ -764,10 +768,16 @@ mod tests {
 
     #[test]
     fn categories_follow_the_action_and_roles_see_theirs() {
-        assert_eq!(category_of(action::USER_ROLE_CHANGED), Category::UserManagement);
+        assert_eq!(
+            category_of(action::USER_ROLE_CHANGED),
+            Category::UserManagement
+        );
         assert_eq!(category_of(action::LOGIN_FAILED), Category::Authentication);
         assert_eq!(category_of(action::SHARE_REVOKED), Category::Access);
-        assert_eq!(category_of(action::ACCOUNT_LIMITS_CHANGED), Category::Account);
+        assert_eq!(
+            category_of(action::ACCOUNT_LIMITS_CHANGED),
+            Category::Account
+        );
         assert_eq!(visible_to(Role::AccountAdministrator).len(), 5);
         assert_eq!(
             visible_to(Role::MediaLibraryViewOnly),

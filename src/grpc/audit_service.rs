@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::App;
 use crate::app::audit::{Audit, EventQuery, Recorded};
+use crate::clock::SharedClock;
 use crate::domain::audit::{self as rules, ActorKind, Category, Change, Event, EventActor, Target};
 use crate::domain::error::Violations;
 use crate::domain::validate;
@@ -16,12 +17,14 @@ use super::convert::{self, timestamp};
 
 pub struct AuditApi {
     audit: Audit,
+    clock: SharedClock,
 }
 
 impl AuditApi {
     pub fn new(app: &App) -> Self {
         Self {
             audit: app.audit.clone(),
+            clock: app.clock.clone(),
         }
     }
 }
@@ -86,7 +89,8 @@ pub fn event(event: &Event) -> proto::AuditEvent {
 /// A time of the API, or a description of what is wrong with it.
 fn time_of(value: &Timestamp) -> Result<DateTime<Utc>, String> {
     let nanos = u32::try_from(value.nanos).map_err(|_| "must be a valid timestamp".to_owned())?;
-    DateTime::from_timestamp(value.seconds, nanos).ok_or_else(|| "must be a valid timestamp".to_owned())
+    DateTime::from_timestamp(value.seconds, nanos)
+        .ok_or_else(|| "must be a valid timestamp".to_owned())
 }
 
 fn category_filter(value: i32) -> Result<Option<Category>, String> {
@@ -98,7 +102,13 @@ fn category_filter(value: i32) -> Result<Option<Category>, String> {
 }
 
 /// One recorded event, checked; every problem is a violation `events[i].<field>`.
-fn recorded(v: &mut Violations, i: usize, e: proto::AuditEvent) -> Option<Recorded> {
+/// `now` bounds the events' times (at most 5 minutes ahead, 7 days back).
+fn recorded(
+    v: &mut Violations,
+    i: usize,
+    e: proto::AuditEvent,
+    now: DateTime<Utc>,
+) -> Option<Recorded> {
     let at = |field: &str| format!("events[{i}].{field}");
     if e.category != proto::AuditCategory::MediaLibrary as i32 {
         v.add(
@@ -119,7 +129,10 @@ fn recorded(v: &mut Violations, i: usize, e: proto::AuditEvent) -> Option<Record
                 Ok(proto::ActorType::System) => Some(ActorKind::System),
                 Ok(proto::ActorType::Anonymous) => Some(ActorKind::Anonymous),
                 _ => {
-                    v.add(at("actor.type"), "is required: USER, SERVICE, SYSTEM or ANONYMOUS");
+                    v.add(
+                        at("actor.type"),
+                        "is required: USER, SERVICE, SYSTEM or ANONYMOUS",
+                    );
                     None
                 }
             };
@@ -156,16 +169,25 @@ fn recorded(v: &mut Violations, i: usize, e: proto::AuditEvent) -> Option<Record
         }
     }
     if e.changes.len() > rules::MAX_CHANGES {
-        v.add(at("changes"), format!("must have at most {} entries", rules::MAX_CHANGES));
+        v.add(
+            at("changes"),
+            format!("must have at most {} entries", rules::MAX_CHANGES),
+        );
     }
     let mut changes = Vec::with_capacity(e.changes.len());
     for (j, change) in e.changes.into_iter().enumerate() {
         let field = at(&format!("changes[{j}]"));
         if change.field.is_empty()
             || change.field.len() > 128
-            || !change.field.split('.').all(|part| rules::key_name(part).is_ok())
+            || !change
+                .field
+                .split('.')
+                .all(|part| rules::key_name(part).is_ok())
         {
-            v.add(format!("{field}.field"), "must be a dotted path of [a-z0-9_] names");
+            v.add(
+                format!("{field}.field"),
+                "must be a dotted path of [a-z0-9_] names",
+            );
         }
         for (name, value) in [("before", &change.before), ("after", &change.after)] {
             if value
@@ -174,7 +196,10 @@ fn recorded(v: &mut Violations, i: usize, e: proto::AuditEvent) -> Option<Record
             {
                 v.add(
                     format!("{field}.{name}"),
-                    format!("must be at most {} characters", rules::MAX_METADATA_VALUE_CHARS),
+                    format!(
+                        "must be at most {} characters",
+                        rules::MAX_METADATA_VALUE_CHARS
+                    ),
                 );
             }
         }
@@ -186,7 +211,12 @@ fn recorded(v: &mut Violations, i: usize, e: proto::AuditEvent) -> Option<Record
     }
     let time = match &e.time {
         None => Some(None),
-        Some(time) => v.check_at(|| at("time"), time_of(time)).map(Some),
+        Some(time) => v
+            .check_at(
+                || at("time"),
+                time_of(time).and_then(|t| rules::recorded_time(Some(t), now)),
+            )
+            .map(Some),
     };
     if !v.is_empty() {
         return None;
@@ -235,7 +265,10 @@ impl AuditService for AuditApi {
             start_time,
             end_time,
         };
-        let page = self.audit.list(&actor, query, size, &req.page_token).await?;
+        let page = self
+            .audit
+            .list(&actor, query, size, &req.page_token)
+            .await?;
         Ok(Response::new(proto::ListAuditEventsResponse {
             events: page.items.iter().map(event).collect(),
             next_page_token: page.next_page_token,
@@ -263,8 +296,9 @@ impl AuditService for AuditApi {
         }
         let mut events = Vec::with_capacity(req.events.len().min(rules::MAX_BATCH));
         if req.events.len() <= rules::MAX_BATCH {
+            let now = self.clock.now();
             for (i, e) in req.events.into_iter().enumerate() {
-                if let Some(event) = recorded(&mut v, i, e) {
+                if let Some(event) = recorded(&mut v, i, e, now) {
                     events.push(event);
                 }
             }

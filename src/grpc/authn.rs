@@ -17,8 +17,8 @@ use tower::{Layer, Service};
 use super::callers::callers;
 use crate::app::audit::with_origin;
 use crate::auth::authenticator::Authenticator;
-use crate::domain::audit::{MAX_USER_AGENT_CHARS, Origin, clip};
 use crate::domain::actor::{Actor, Callers};
+use crate::domain::audit::{MAX_USER_AGENT_CHARS, Origin, clip};
 use crate::domain::error::{DomainError, reason};
 
 /// The longest bearer token read: access tokens are about 1 KiB, service tokens far less.
@@ -79,7 +79,10 @@ fn origin_of<B>(request: &http::Request<B>, client_ip_header: Option<&str>) -> O
         .map(|addr| addr.ip());
     Origin {
         request_id,
-        ip_address: forwarded.or(peer).map(|ip| ip.to_string()).unwrap_or_default(),
+        ip_address: forwarded
+            .or(peer)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
         user_agent: text("user-agent")
             .map(|ua| clip(ua, MAX_USER_AGENT_CHARS))
             .unwrap_or_default(),

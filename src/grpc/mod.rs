@@ -3,8 +3,8 @@
 //! one domain function; `?` maps the domain error to a status.
 
 pub mod access_service;
-pub mod audit_service;
 pub mod account_service;
+pub mod audit_service;
 pub mod auth_service;
 pub mod authn;
 pub mod callers;

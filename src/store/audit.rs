@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
-    QueryTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Statement, Value,
     sea_query::{Expr, ExprTrait, InsertStatement, OnConflict},
 };
 use uuid::Uuid;
@@ -17,7 +17,7 @@ use super::entities::{audit_chain, audit_event, lease};
 use super::pagination::keyset_after;
 use super::{Store, Tx};
 use crate::domain::audit::{
-    ActorKind, Category, Change, ChainHead, Event, EventActor, GENESIS, Hash, Link, Origin, Target,
+    ActorKind, Category, ChainHead, Change, Event, EventActor, GENESIS, Hash, Link, Origin, Target,
 };
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::page::After;
@@ -42,7 +42,9 @@ fn unhex(text: &str) -> Hash {
 }
 
 fn corrupt(what: &str) -> DomainError {
-    DomainError::internal(anyhow::anyhow!("a stored audit event has an unknown {what}"))
+    DomainError::internal(anyhow::anyhow!(
+        "a stored audit event has an unknown {what}"
+    ))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -402,9 +404,8 @@ impl Store {
             .into_tuple()
             .one(conn)
             .await?;
-        let Some(through) =
-            crate::domain::audit::purge_through(&head, first_kept.flatten())
-                .map(|through| std::cmp::min(through, head.floor_seq + limit))
+        let Some(through) = crate::domain::audit::purge_through(&head, first_kept.flatten())
+            .map(|through| std::cmp::min(through, head.floor_seq + limit))
         else {
             return Ok(0);
         };

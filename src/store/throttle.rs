@@ -202,7 +202,11 @@ impl Store {
 
 impl Tx {
     /// Records a wrong password of the person, in this unit of work (with its audit event).
-    pub async fn record_login_failure(&self, user_id: Uuid, now: DateTime<Utc>) -> DomainResult<()> {
+    pub async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> DomainResult<()> {
         let backend = self.conn().get_database_backend();
         self.conn()
             .execute_raw(backend.build(&record_failure(user_id, now)))

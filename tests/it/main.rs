@@ -9,6 +9,7 @@ mod harness;
 mod access;
 mod accounts;
 mod architecture;
+mod audit;
 mod auth;
 mod authorization;
 mod callers;

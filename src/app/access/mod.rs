@@ -308,8 +308,13 @@ impl Access {
                 } else {
                     action::SHARE_CHANGED
                 };
-                audit::append(&tx, account_id, now, [share_event(action, actor, &share, level)])
-                    .await?;
+                audit::append(
+                    &tx,
+                    account_id,
+                    now,
+                    [share_event(action, actor, &share, level)],
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(Shared {
                     share,

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::{Auth, Secret, hash_of, new_code};
 use crate::app::audit;
-use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::app::queue;
+use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::domain::auth::challenge::{
     CodeCheck, challenge_expired, code_invalid, new_challenge, resend, verify_code,
 };

@@ -5,10 +5,10 @@
 use uuid::Uuid;
 
 use super::Auth;
-use crate::auth::google::GoogleError;
 use crate::app::audit;
-use crate::domain::audit::{Change, Draft, EventActor, Target, action};
+use crate::auth::google::GoogleError;
 use crate::domain::access_changes::AccessChange;
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::domain::auth::login::next_step;
 use crate::domain::auth::{
     ActiveMembership, Client, FirstFactor, GoogleCredential, LoginOutcome, NextStep,

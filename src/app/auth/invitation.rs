@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::{Auth, hash_of};
 use crate::app::audit;
-use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::auth::password::{self, Password};
 use crate::domain::access_changes::AccessChange;
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::domain::auth::links::{check_invitation, invitation_invalid};
 use crate::domain::auth::{
     Client, FirstFactor, InvitationView, IssuedSession, invalid_credentials,
@@ -61,7 +61,10 @@ impl Auth {
         let person = view.member.person;
         let new_hash = if person.has_password() {
             let anonymous = EventActor::anonymous();
-            if !self.checked_password(&anonymous, &person, &password).await? {
+            if !self
+                .checked_password(&anonymous, &person, &password)
+                .await?
+            {
                 return Err(invalid_credentials());
             }
             None

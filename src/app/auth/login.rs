@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::Auth;
 use crate::app::audit;
-use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::auth::password::Password;
+use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::domain::auth::login::next_step;
 use crate::domain::auth::{Client, FirstFactor, LoginOutcome, invalid_credentials};
 use crate::domain::error::DomainResult;
@@ -45,7 +45,10 @@ impl Auth {
         let anonymous = EventActor::anonymous();
         self.admitted(&anonymous, &person, start.attempt).await?;
         // A mismatch is recorded as a failure; a success forgets the failures (below).
-        if !self.password_matches(&anonymous, &person, &password).await? {
+        if !self
+            .password_matches(&anonymous, &person, &password)
+            .await?
+        {
             return Err(invalid_credentials());
         }
         let factor = FirstFactor::Password;

@@ -2,9 +2,9 @@
 
 use super::{Auth, person_of};
 use crate::app::audit;
-use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::auth::password::Password;
 use crate::domain::actor::Actor;
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::domain::auth::login::check_mfa_off;
 use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::users::{Member, user_not_found};

@@ -47,17 +47,6 @@ fn person_target(person: &Person) -> Target {
     Target::new("user", person.id, &person.email)
 }
 
-/// How a session was opened, for the audit log, from its authentication methods.
-fn login_method(amr: &[String]) -> &'static str {
-    let has = |m: &str| amr.iter().any(|a| a == m);
-    match (has("fed"), has("pwd"), has("otp")) {
-        (true, _, _) => "google",
-        (_, true, true) => "password+email_code",
-        (_, true, false) => "password",
-        _ => "invitation",
-    }
-}
-
 fn person_of(actor: &Actor) -> DomainResult<&PersonCaller> {
     actor.require_person("this acts for a person")
 }
@@ -302,7 +291,7 @@ impl Auth {
             EventActor::person(person.id, &person.email),
         )
         .target(person_target(person))
-        .meta("method", login_method(&session.amr))
+        .meta("method", FirstFactor::of_amr(&session.amr).name())
         .meta("amr", session.amr.join(","))
         .meta("session_id", session.id);
         let events = [audit::event(draft, choice.account.id, now)];

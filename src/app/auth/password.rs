@@ -6,10 +6,10 @@ use uuid::Uuid;
 
 use super::{Auth, Secret, hash_of, person_of};
 use crate::app::audit;
-use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::app::queue;
 use crate::auth::password::{self, Password};
 use crate::domain::actor::Actor;
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 use crate::domain::auth::links::{check_reset, may_send_reset, new_reset, reset_invalid};
 use crate::domain::auth::{RESET_TTL, invalid_credentials};
 use crate::domain::email::Email;
@@ -102,7 +102,15 @@ impl Auth {
         check_reset(tx.lock_reset(&token_hash).await?, now)?;
         tx.spend_reset(&token_hash, now).await?;
         let anonymous = EventActor::anonymous();
-        replace_password(&tx, (anonymous, &person), &hash, None, "password_reset", now).await?;
+        replace_password(
+            &tx,
+            (anonymous, &person),
+            &hash,
+            None,
+            "password_reset",
+            now,
+        )
+        .await?;
         tx.commit().await
     }
 

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::{Auth, Secret, hash_of, person_of};
 use crate::app::audit;
-use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::domain::actor::Actor;
+use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::domain::auth::session::{check_refresh_mfa, refresh_refusal};
 use crate::domain::auth::{IssuedSession, RefreshRefusal, Session, session_revoked};
 use crate::domain::error::{DomainError, DomainResult, reason};
@@ -38,7 +38,8 @@ impl Auth {
             if refusal == RefreshRefusal::Reused {
                 tx.revoke_session(session.id, "refresh_token_reused", now)
                     .await?;
-                let draft = session_ended(EventActor::anonymous(), &session, "refresh_token_reused");
+                let draft =
+                    session_ended(EventActor::anonymous(), &session, "refresh_token_reused");
                 audit::append(&tx, session.account_id, now, [draft]).await?;
                 tx.commit().await?;
             }
@@ -91,7 +92,10 @@ impl Auth {
             return Err(DomainError::not_found(reason::SESSION_NOT_FOUND, "session"));
         };
         let tx = self.store.begin().await?;
-        if tx.revoke_session(session_id, "revoked_by_user", now).await? {
+        if tx
+            .revoke_session(session_id, "revoked_by_user", now)
+            .await?
+        {
             let draft = session_ended(EventActor::of(actor), &session, "revoked_by_user");
             audit::append(&tx, session.account_id, now, [draft]).await?;
         }

@@ -103,6 +103,16 @@ impl FirstFactor {
         methods.iter().map(|m| (*m).to_owned()).collect()
     }
 
+    /// How a session was opened, as the audit log names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FirstFactor::Password => "password",
+            FirstFactor::PasswordAndCode => "password+email_code",
+            FirstFactor::InvitationLink => "invitation_link",
+            FirstFactor::Google => "google",
+        }
+    }
+
     /// Whether the session counts as having passed MFA.
     pub fn mfa_passed(self) -> bool {
         self != FirstFactor::Password
