@@ -1169,4 +1169,64 @@ mod pg_only {
         assert_eq!(report.result, Ok(()));
         assert_eq!((report.checked, report.unchained), (written, 0));
     }
+
+    /// `identity audit verify` on the database: its exit status and what it printed.
+    async fn verify_command(db: &TestDb, account: Option<&str>) -> (Option<i32>, String) {
+        let identity::config::Database::Postgres { url } = &db.database else {
+            panic!("a PostgreSQL database");
+        };
+        let mut command = tokio::process::Command::new(crate::cli::binary());
+        command
+            .args(["audit", "verify"])
+            .env("IDENTITY_DATABASE_URL", url.expose())
+            .env("NO_COLOR", "1");
+        if let Some(account) = account {
+            command.args(["--account", account]);
+        }
+        let output = command.output().await.unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_verify_command_says_whole_or_names_the_broken_link_and_fails() {
+        let db = Arc::new(TestDb::postgres().await);
+        let server = TestServer::start_on(db.clone(), |_| {}).await;
+        let (account, _) = server.create_account("Acme", "ada@acme.test").await;
+        record(
+            &server,
+            DAM,
+            &account.id,
+            vec![dam_event("file.renamed", "f1"); 3],
+            "",
+        )
+        .await
+        .unwrap();
+        chain_pending(&server.app.store).await.unwrap();
+        let (status, out) = verify_command(&db, None).await;
+        assert_eq!(status, Some(0), "{out}");
+        assert!(
+            out.contains(&format!("account {}: whole, 5 events checked", account.id)),
+            "{out}"
+        );
+        assert!(out.contains("all whole"), "{out}");
+
+        tamper(
+            &server,
+            "UPDATE audit_events SET action = 'file.restored' WHERE seq = 4",
+        )
+        .await;
+        let (status, out) = verify_command(&db, Some(&account.id)).await;
+        assert_eq!(status, Some(1), "{out}");
+        assert!(
+            out.contains(&format!(
+                "BROKEN: account {} breaks at position 4",
+                account.id
+            )),
+            "{out}"
+        );
+        assert!(out.contains("edited"), "{out}");
+    }
 }
