@@ -232,6 +232,7 @@ Job, which gets it inline because hooks run before the ConfigMap exists on first
   "IDENTITY_DB_MAX_CONNECTIONS" (toString $c.dbMaxConnections)
   "IDENTITY_ACCESS_STALENESS_MS" (toString $c.accessStalenessMs)
   "IDENTITY_ACCESS_CACHE_MB" (toString $c.accessCacheMb)
+  "IDENTITY_AUDIT_RETENTION_DAYS" (toString $c.auditRetentionDays)
   "IDENTITY_DEFAULT_MAX_USERS" (toString $c.defaultMaxUsers)
   "IDENTITY_DEFAULT_MAX_GROUPS" (toString $c.defaultMaxGroups)
   "IDENTITY_SHUTDOWN_DELAY_SECONDS" (toString $c.shutdownDelaySeconds)
@@ -246,6 +247,7 @@ Job, which gets it inline because hooks run before the ConfigMap exists on first
 {{- $g := default (dict) $c.google }}
 {{- $named := dict
   "IDENTITY_PUBLIC_URL" $c.publicUrl
+  "IDENTITY_CLIENT_IP_HEADER" $c.clientIpHeader
   "IDENTITY_MAILER" $e.mailer
   "IDENTITY_EMAIL_FROM" $e.from
   "IDENTITY_EMAIL_REPLY_TO" (include "identity.commaList" $e.replyTo)
