@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
+use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::{
     Resource, metrics::SdkMeterProvider, propagation::TraceContextPropagator,
     trace::SdkTracerProvider,
@@ -10,6 +11,23 @@ use opentelemetry_sdk::{
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::LogFormat;
+
+/// Attribute and instrument names, from the semantic conventions crate. The RPC ones are the
+/// names the service has always exported and its dashboards read (`rpc.system`, `rpc.service`, an
+/// integer `rpc.grpc.status_code`); conventions 1.42 renames them (`rpc.system.name`,
+/// `rpc.response.status_code`), hence the `allow`.
+#[allow(deprecated)]
+pub(crate) mod names {
+    use opentelemetry_semantic_conventions::{attribute, metric, resource};
+
+    pub(crate) const RPC_SYSTEM: &str = attribute::RPC_SYSTEM;
+    pub(crate) const RPC_SERVICE: &str = attribute::RPC_SERVICE;
+    pub(crate) const RPC_METHOD: &str = attribute::RPC_METHOD;
+    pub(crate) const RPC_GRPC_STATUS_CODE: &str = attribute::RPC_GRPC_STATUS_CODE;
+    pub(crate) const RPC_SERVER_CALL_DURATION: &str = metric::RPC_SERVER_CALL_DURATION;
+    pub(crate) const SERVICE_VERSION: &str = resource::SERVICE_VERSION;
+    pub(crate) const OTEL_STATUS_CODE: &str = attribute::OTEL_STATUS_CODE;
+}
 
 /// Flushes telemetry when dropped at the end of `main`.
 pub struct TelemetryGuard {
@@ -47,7 +65,10 @@ fn resource() -> Resource {
         builder = builder.with_service_name("identity");
     }
     builder
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_attribute(KeyValue::new(
+            names::SERVICE_VERSION,
+            env!("CARGO_PKG_VERSION"),
+        ))
         .build()
 }
 
@@ -140,11 +161,11 @@ pub fn rpc_span(request: &http::Request<()>) -> tracing::Span {
         "rpc",
         otel.name = %path.trim_start_matches('/'),
         otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        rpc.system = "grpc",
-        rpc.service = %service,
-        rpc.method = %method,
-        rpc.grpc.status_code = tracing::field::Empty,
+        { names::OTEL_STATUS_CODE } = tracing::field::Empty,
+        { names::RPC_SYSTEM } = "grpc",
+        { names::RPC_SERVICE } = %service,
+        { names::RPC_METHOD } = %method,
+        { names::RPC_GRPC_STATUS_CODE } = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
@@ -168,7 +189,7 @@ fn call_duration() -> &'static opentelemetry::metrics::Histogram<f64> {
         std::sync::OnceLock::new();
     DURATION.get_or_init(|| {
         global::meter("identity")
-            .f64_histogram("rpc.server.call.duration")
+            .f64_histogram(names::RPC_SERVER_CALL_DURATION)
             .with_unit("s")
             .with_description("Duration of RPCs served, by method and gRPC status code")
             .build()
@@ -181,10 +202,10 @@ pub fn record_call(path: &str, code: i32, seconds: f64) {
     call_duration().record(
         seconds,
         &[
-            KeyValue::new("rpc.system", "grpc"),
-            KeyValue::new("rpc.service", service.to_owned()),
-            KeyValue::new("rpc.method", method.to_owned()),
-            KeyValue::new("rpc.grpc.status_code", i64::from(code)),
+            KeyValue::new(names::RPC_SYSTEM, "grpc"),
+            KeyValue::new(names::RPC_SERVICE, service.to_owned()),
+            KeyValue::new(names::RPC_METHOD, method.to_owned()),
+            KeyValue::new(names::RPC_GRPC_STATUS_CODE, i64::from(code)),
         ],
     );
 }
@@ -192,22 +213,9 @@ pub fn record_call(path: &str, code: i32, seconds: f64) {
 /// Records a call's gRPC status on its span: the code as the integer the conventions ask for, and
 /// the span status Error for the codes that are the server's fault.
 pub fn record_status(span: &tracing::Span, code: i32) {
-    span.record("rpc.grpc.status_code", code);
+    span.record(names::RPC_GRPC_STATUS_CODE, code);
     // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
     if matches!(code, 2 | 4 | 12 | 13 | 14 | 15) {
-        span.record("otel.status_code", "ERROR");
-    }
-}
-
-/// Reads W3C trace context from request headers.
-struct HeaderExtractor<'a>(&'a http::HeaderMap);
-
-impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|key| key.as_str()).collect()
+        span.record(names::OTEL_STATUS_CODE, "ERROR");
     }
 }
