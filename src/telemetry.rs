@@ -5,12 +5,21 @@ use anyhow::Result;
 use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::{
-    Resource, metrics::SdkMeterProvider, propagation::TraceContextPropagator,
-    trace::SdkTracerProvider,
+    Resource,
+    metrics::SdkMeterProvider,
+    propagation::TraceContextPropagator,
+    trace::{BatchSpanProcessor, SdkTracerProvider},
 };
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{FilterExt, dynamic_filter_fn, filter_fn},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 use crate::config::LogFormat;
+
+mod db;
 
 /// Attribute and instrument names, from the semantic conventions crate. The RPC ones are the
 /// names the service has always exported and its dashboards read (`rpc.system`, `rpc.service`, an
@@ -72,6 +81,13 @@ fn resource() -> Resource {
         .build()
 }
 
+/// The log sees events and the RPC span only, so a JSON line's `span` is always the call's,
+/// with its `trace_id` and `span_id`: the child spans (statements, hashes, SES calls) are for
+/// traces.
+fn logged(metadata: &tracing::Metadata<'_>) -> bool {
+    !metadata.is_span() || (metadata.target() == module_path!() && metadata.name() == "rpc")
+}
+
 /// Installs the global subscriber. Call once, inside the Tokio runtime.
 pub fn init(format: LogFormat) -> Result<TelemetryGuard> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -80,12 +96,12 @@ pub fn init(format: LogFormat) -> Result<TelemetryGuard> {
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .with_filter(filter())
+            .with_filter(filter().and(filter_fn(logged)))
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(false)
             .with_ansi(colours())
-            .with_filter(filter())
+            .with_filter(filter().and(filter_fn(logged)))
             .boxed(),
     };
     let mut guard = TelemetryGuard {
@@ -98,7 +114,7 @@ pub fn init(format: LogFormat) -> Result<TelemetryGuard> {
             .with_tonic()
             .build()?;
         let traces = SdkTracerProvider::builder()
-            .with_batch_exporter(spans)
+            .with_span_processor(db::Conventions(BatchSpanProcessor::builder(spans).build()))
             .with_resource(resource())
             .build();
         let tracer = traces.tracer("identity");
@@ -113,10 +129,15 @@ pub fn init(format: LogFormat) -> Result<TelemetryGuard> {
         global::set_meter_provider(metrics.clone());
         guard.traces = Some(traces);
         guard.metrics = Some(metrics);
+        // A statement is traced inside a traced operation (an RPC, an email's delivery), never
+        // as a trace of its own: the background workers' polls would fill the trace stream.
+        let statements_in_operations = dynamic_filter_fn(|metadata, cx| {
+            !db::is_statement(metadata) || cx.lookup_current().is_some()
+        });
         Some(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_filter(filter()),
+                .with_filter(filter().and(statements_in_operations)),
         )
     } else {
         None
