@@ -38,6 +38,13 @@ pub(crate) mod names {
     pub(crate) const OTEL_STATUS_CODE: &str = attribute::OTEL_STATUS_CODE;
 }
 
+/// Bucket boundaries (seconds) of the duration histograms: the conventions' advice for
+/// `rpc.server.call.duration`, from 5 ms to 10 s. The SDK's default boundaries are for
+/// milliseconds.
+pub(crate) const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
 /// Flushes telemetry when dropped at the end of `main`.
 pub struct TelemetryGuard {
     traces: Option<SdkTracerProvider>,
