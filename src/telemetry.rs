@@ -219,6 +219,7 @@ fn call_duration() -> &'static opentelemetry::metrics::Histogram<f64> {
         global::meter("identity")
             .f64_histogram(names::RPC_SERVER_CALL_DURATION)
             .with_unit("s")
+            .with_boundaries(DURATION_BUCKETS.to_vec())
             .with_description("Duration of RPCs served, by method and gRPC status code")
             .build()
     })
