@@ -36,6 +36,9 @@ pub(crate) mod names {
     pub(crate) const RPC_SERVER_CALL_DURATION: &str = metric::RPC_SERVER_CALL_DURATION;
     pub(crate) const SERVICE_VERSION: &str = resource::SERVICE_VERSION;
     pub(crate) const OTEL_STATUS_CODE: &str = attribute::OTEL_STATUS_CODE;
+    pub(crate) const ERROR_TYPE: &str = attribute::ERROR_TYPE;
+    pub(crate) const CLOUD_REGION: &str = attribute::CLOUD_REGION;
+    pub(crate) const AWS_REQUEST_ID: &str = attribute::AWS_REQUEST_ID;
 }
 
 /// Bucket boundaries (seconds) of the duration histograms: the conventions' advice for
