@@ -251,3 +251,78 @@ pub fn record_status(span: &tracing::Span, code: i32) {
         span.record(names::OTEL_STATUS_CODE, "ERROR");
     }
 }
+
+/// The ways to log in that `identity.auth.logins` counts, by its `method` attribute.
+pub const LOGIN_METHODS: &[&str] = &["password", "google", "email_code"];
+/// What a login attempt came to, its `outcome` attribute: a session, the email code asked for,
+/// the account choice offered, or credentials refused.
+pub const LOGIN_OUTCOMES: &[&str] = &["success", "mfa_required", "account_selection", "failure"];
+
+fn logins() -> &'static opentelemetry::metrics::Counter<u64> {
+    static LOGINS: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
+        std::sync::OnceLock::new();
+    LOGINS.get_or_init(|| {
+        global::meter("identity")
+            .u64_counter("identity.auth.logins")
+            .with_unit("{login}")
+            .with_description("Login attempts, by method and outcome")
+            .build()
+    })
+}
+
+/// Counts a login attempt of `method` (one of `LOGIN_METHODS`) that came to `outcome` (one of
+/// `LOGIN_OUTCOMES`).
+pub fn record_login(method: &'static str, outcome: &'static str) {
+    debug_assert!(
+        LOGIN_METHODS.contains(&method),
+        "unknown login method {method}"
+    );
+    debug_assert!(
+        LOGIN_OUTCOMES.contains(&outcome),
+        "unknown login outcome {outcome}"
+    );
+    logins().add(
+        1,
+        &[
+            KeyValue::new("method", method),
+            KeyValue::new("outcome", outcome),
+        ],
+    );
+}
+
+/// The `outcome` of a login that reached its next step.
+pub fn login_outcome(outcome: &crate::domain::auth::LoginOutcome) -> &'static str {
+    use crate::domain::auth::LoginOutcome;
+    match outcome {
+        LoginOutcome::Tokens(_) => "success",
+        LoginOutcome::Challenge(_) => "mfa_required",
+        LoginOutcome::Selection(_) => "account_selection",
+    }
+}
+
+/// The `outcome` of a login whose next step is decided.
+pub fn login_step(step: &crate::domain::auth::NextStep<'_>) -> &'static str {
+    use crate::domain::auth::NextStep;
+    match step {
+        NextStep::Session(_) => "success",
+        NextStep::Code { .. } => "mfa_required",
+        NextStep::Select => "account_selection",
+    }
+}
+
+/// Counts a password check the per-person throttle refused (`identity.auth.throttled`): at a
+/// login, or where a password is entered again (accepting an invitation as a known person,
+/// changing the password or personal MFA).
+pub fn record_throttle() {
+    static THROTTLED: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
+        std::sync::OnceLock::new();
+    THROTTLED
+        .get_or_init(|| {
+            global::meter("identity")
+                .u64_counter("identity.auth.throttled")
+                .with_unit("{check}")
+                .with_description("Password checks refused by the per-person login throttle")
+                .build()
+        })
+        .add(1, &[]);
+}

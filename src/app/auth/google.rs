@@ -17,6 +17,7 @@ use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::users::{MembershipStatus, Person};
 
 fn no_matching_user() -> DomainError {
+    crate::telemetry::record_login("google", "failure");
     DomainError::unauthenticated(
         reason::NO_MATCHING_USER,
         "no invited or active user has this Google account's email",
@@ -96,9 +97,11 @@ impl Auth {
                 let session = self
                     .start_session(&person, &choice, factor.amr(), factor.mfa_passed(), client)
                     .await?;
+                crate::telemetry::record_login("google", "success");
                 Ok(LoginOutcome::Tokens(session))
             }
             step => {
+                crate::telemetry::record_login("google", crate::telemetry::login_step(&step));
                 self.proceed(factor, &person, &candidates, step, client)
                     .await
             }
