@@ -76,14 +76,17 @@ fn conventional(span: &mut SpanData) {
     };
     let system = text(old::SYSTEM);
     let statement = text(old::STATEMENT);
-    let operation = operation(
-        span.name.strip_prefix(SEA_ORM).unwrap_or_default(),
-        text(old::OPERATION).as_deref(),
-        statement.as_deref(),
-    );
-    let summary = match statement.as_deref().and_then(|sql| target(&operation, sql)) {
-        Some(target) => format!("{operation} {target}"),
-        None => operation.clone(),
+    let (operation, summary) = match statement.as_deref() {
+        Some(sql) => summarise(sql),
+        None => {
+            let operation = match span.name.strip_prefix(SEA_ORM).unwrap_or_default() {
+                "begin" => "BEGIN".to_owned(),
+                "commit" => "COMMIT".to_owned(),
+                "rollback" => "ROLLBACK".to_owned(),
+                _ => text(old::OPERATION).unwrap_or_else(|| "EXECUTE".to_owned()),
+            };
+            (operation.clone(), operation)
+        }
     };
     span.attributes.retain(|kv| {
         ![
@@ -114,24 +117,100 @@ fn conventional(span: &mut SpanData) {
     span.name = summary.into();
 }
 
-/// The operation: the transaction verbs by the span's kind, otherwise SeaORM's reading of the
-/// statement, or for what it calls `EXECUTE` the statement's first word.
-fn operation(kind: &str, sea_orm: Option<&str>, statement: Option<&str>) -> String {
-    match kind {
-        "begin" => return "BEGIN".to_owned(),
-        "commit" => return "COMMIT".to_owned(),
-        "rollback" => return "ROLLBACK".to_owned(),
-        _ => {}
+/// The longest summary kept (the conventions' limit).
+const MAX_SUMMARY: usize = 255;
+
+/// A statement's operation (the first one in it) and its query summary: each operation with the
+/// table it reads or writes first, in order, the parts of a `WITH` first (`INSERT login_throttle
+/// SELECT users`).
+fn summarise(sql: &str) -> (String, String) {
+    let parts: Vec<(String, Option<String>)> = statements(sql)
+        .into_iter()
+        .map(|part| {
+            let operation = part
+                .split_whitespace()
+                .next()
+                .unwrap_or("EXECUTE")
+                .to_ascii_uppercase();
+            let target = target(&operation, part);
+            (operation, target)
+        })
+        .collect();
+    let operation = parts
+        .first()
+        .map(|(operation, _)| operation.clone())
+        .unwrap_or_else(|| "EXECUTE".to_owned());
+    let mut summary = String::new();
+    for (operation, target) in &parts {
+        let part = match target {
+            Some(target) => format!("{operation} {target}"),
+            None => operation.clone(),
+        };
+        if summary.len() + 1 + part.len() > MAX_SUMMARY {
+            break;
+        }
+        if !summary.is_empty() {
+            summary.push(' ');
+        }
+        summary.push_str(&part);
     }
-    match (sea_orm, statement) {
-        (Some("EXECUTE") | None, Some(sql)) => sql
-            .split_whitespace()
-            .next()
-            .map(str::to_ascii_uppercase)
-            .unwrap_or_else(|| "EXECUTE".to_owned()),
-        (Some(operation), _) => operation.to_owned(),
-        (None, None) => "EXECUTE".to_owned(),
+    (operation, summary)
+}
+
+/// The statements `sql` runs: the body of each common table expression of a `WITH`, then the
+/// main statement; otherwise `sql` itself.
+fn statements(sql: &str) -> Vec<&str> {
+    let sql = sql.trim_start();
+    if !sql
+        .split_whitespace()
+        .next()
+        .is_some_and(|word| word.eq_ignore_ascii_case("WITH"))
+    {
+        return vec![sql];
     }
+    let mut parts = Vec::new();
+    let mut rest = &sql[4..];
+    while let Some(after_as) = after_top_level_keyword(rest, "AS") {
+        let Some(open) = rest[after_as..].find('(').map(|i| after_as + i) else {
+            break;
+        };
+        let Some(close) = closing_paren(rest, open) else {
+            break;
+        };
+        parts.push(rest[open + 1..close].trim());
+        rest = rest[close + 1..].trim_start();
+        match rest.strip_prefix(',') {
+            Some(more) => rest = more,
+            None => break,
+        }
+    }
+    parts.push(rest.trim());
+    parts
+}
+
+/// The offset of the parenthesis that closes the one at `open`.
+fn closing_paren(sql: &str, open: usize) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    for (i, &b) in bytes.iter().enumerate().skip(open) {
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None => match b {
+                b'"' | b'\'' | b'`' => quote = Some(b),
+                b'(' => depth += 1,
+                b')' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    None
 }
 
 /// The table a statement reads or writes first, outside any subquery: what follows `FROM`
@@ -199,72 +278,94 @@ mod tests {
         let cases = [
             (
                 r#"SELECT "users"."id", "users"."email" FROM "users" WHERE "users"."email_key" = $1"#,
+                "SELECT",
                 "SELECT users",
             ),
             (
                 r#"SELECT (SELECT COUNT(*) FROM "memberships" WHERE "account_id" = $1) AS "n" FROM "accounts" WHERE "id" = $1"#,
+                "SELECT",
                 "SELECT accounts",
             ),
             (
                 r#"INSERT INTO "sessions" ("id", "user_id") VALUES ($1, $2)"#,
+                "INSERT",
                 "INSERT sessions",
             ),
             (
                 r#"UPDATE "outbox_emails" SET "status" = ? WHERE "id" = ?"#,
+                "UPDATE",
                 "UPDATE outbox_emails",
             ),
             (
                 r#"DELETE FROM "idempotency_keys" WHERE "expires_at" < $1"#,
+                "DELETE",
                 "DELETE idempotency_keys",
             ),
-            (r#"SELECT 'from x' AS "from" FROM t"#, "SELECT t"),
-            ("SELECT pg_notify($1, $2)", "SELECT"),
-            ("SELECT 1", "SELECT"),
+            (r#"SELECT 'from x' AS "from" FROM t"#, "SELECT", "SELECT t"),
+            ("SELECT pg_notify($1, $2)", "SELECT", "SELECT"),
+            ("pragma journal_mode = WAL", "PRAGMA", "PRAGMA"),
+            (
+                r#"WITH "attempt" AS (INSERT INTO "login_throttle" ("user_id") SELECT "id" FROM "users" WHERE "email_key" = $1 ON CONFLICT DO NOTHING RETURNING 1) SELECT "users"."id", EXISTS(SELECT 1 FROM "attempt") AS "counted" FROM "users" WHERE "email_key" = $2"#,
+                "INSERT",
+                "INSERT login_throttle SELECT users",
+            ),
+            (
+                r#"WITH "write_0" AS (INSERT INTO "sessions" ("id") VALUES ($1)), "write_1" AS (UPDATE "memberships" SET "last_login_at" = $2 WHERE ("a" = $3)), "write_2" AS (DELETE FROM "login_throttle" WHERE "user_id" = $4) SELECT $5"#,
+                "INSERT",
+                "INSERT sessions UPDATE memberships DELETE login_throttle SELECT",
+            ),
         ];
-        for (sql, expected) in cases {
-            let operation = operation("query_one", Some(&sql[..6]), Some(sql));
-            let summary = match target(&operation, sql) {
-                Some(target) => format!("{operation} {target}"),
-                None => operation,
-            };
-            assert_eq!(summary, expected, "{sql}");
+        for (sql, operation, summary) in cases {
+            assert_eq!(
+                summarise(sql),
+                (operation.to_owned(), summary.to_owned()),
+                "{sql}"
+            );
         }
     }
 
     #[test]
-    fn transaction_verbs_come_from_the_span_and_other_statements_from_their_first_word() {
-        assert_eq!(operation("begin", Some("EXECUTE"), None), "BEGIN");
-        assert_eq!(operation("commit", Some("EXECUTE"), None), "COMMIT");
-        assert_eq!(operation("rollback", Some("EXECUTE"), None), "ROLLBACK");
-        assert_eq!(
-            operation(
-                "execute",
-                Some("EXECUTE"),
-                Some("pragma journal_mode = WAL")
-            ),
-            "PRAGMA"
-        );
-        assert_eq!(
-            operation("execute_unprepared", Some("EXECUTE"), None),
-            "EXECUTE"
-        );
-        assert_eq!(
-            operation("execute", Some("UPDATE"), Some("UPDATE t")),
-            "UPDATE"
-        );
+    fn summaries_stay_within_the_conventions_limit() {
+        let parts: Vec<String> = (0..40)
+            .map(|n| format!(r#""w{n}" AS (INSERT INTO "table_number_{n}" ("a") VALUES ($1))"#))
+            .collect();
+        let sql = format!("WITH {} SELECT 1", parts.join(", "));
+        let (operation, summary) = summarise(&sql);
+        assert_eq!(operation, "INSERT");
+        assert!(summary.len() <= MAX_SUMMARY, "{}", summary.len());
+        assert!(summary.starts_with("INSERT table_number_0 INSERT table_number_1"));
     }
 
-    #[test]
-    fn spans_get_the_current_names_and_lose_the_error_message() {
-        let mut span = SpanData {
+    fn sea_orm_span(name: &str, attributes: Vec<KeyValue>) -> SpanData {
+        SpanData {
             span_context: opentelemetry::trace::SpanContext::empty_context(),
             parent_span_id: opentelemetry::trace::SpanId::INVALID,
             parent_span_is_remote: false,
             span_kind: opentelemetry::trace::SpanKind::Client,
-            name: "sea_orm.query_one".into(),
+            name: name.to_owned().into(),
             start_time: std::time::SystemTime::now(),
             end_time: std::time::SystemTime::now(),
-            attributes: vec![
+            attributes,
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: opentelemetry::trace::Status::Ok,
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    fn get(span: &SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.as_str().into_owned())
+    }
+
+    #[test]
+    fn spans_get_the_current_names_and_lose_the_error_message() {
+        let mut span = sea_orm_span(
+            "sea_orm.query_one",
+            vec![
                 KeyValue::new("db.system", "postgresql"),
                 KeyValue::new("db.operation", "SELECT"),
                 KeyValue::new(
@@ -274,37 +375,52 @@ mod tests {
                 KeyValue::new("exception.message", "value \"secret\" is wrong"),
                 KeyValue::new("thread.id", 3),
             ],
-            dropped_attributes_count: 0,
-            events: Default::default(),
-            links: Default::default(),
-            status: opentelemetry::trace::Status::error("value \"secret\" is wrong"),
-            instrumentation_scope: Default::default(),
-        };
+        );
+        span.status = opentelemetry::trace::Status::error("value \"secret\" is wrong");
         conventional(&mut span);
         assert_eq!(span.name, "SELECT users");
-        let get = |key: &str| {
-            span.attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == key)
-                .map(|kv| kv.value.as_str().into_owned())
-        };
-        assert_eq!(get("db.system.name").as_deref(), Some("postgresql"));
-        assert_eq!(get("db.operation.name").as_deref(), Some("SELECT"));
-        assert_eq!(get("db.query.summary").as_deref(), Some("SELECT users"));
+        assert_eq!(get(&span, "db.system.name").as_deref(), Some("postgresql"));
+        assert_eq!(get(&span, "db.operation.name").as_deref(), Some("SELECT"));
         assert_eq!(
-            get("db.query.text").as_deref(),
+            get(&span, "db.query.summary").as_deref(),
+            Some("SELECT users")
+        );
+        assert_eq!(
+            get(&span, "db.query.text").as_deref(),
             Some(r#"SELECT "id" FROM "users" WHERE "id" = $1"#)
         );
-        assert_eq!(get("error.type").as_deref(), Some("_OTHER"));
-        assert_eq!(get("thread.id").as_deref(), Some("3"));
+        assert_eq!(get(&span, "error.type").as_deref(), Some("_OTHER"));
+        assert_eq!(get(&span, "thread.id").as_deref(), Some("3"));
         for old in [
             "db.system",
             "db.operation",
             "db.statement",
             "exception.message",
         ] {
-            assert_eq!(get(old), None, "{old}");
+            assert_eq!(get(&span, old), None, "{old}");
         }
         assert!(!format!("{span:?}").contains("secret"));
+    }
+
+    #[test]
+    fn transaction_spans_are_named_by_their_verb() {
+        for (name, verb) in [
+            ("sea_orm.begin", "BEGIN"),
+            ("sea_orm.commit", "COMMIT"),
+            ("sea_orm.rollback", "ROLLBACK"),
+        ] {
+            let mut span = sea_orm_span(
+                name,
+                vec![
+                    KeyValue::new("db.system", "sqlite"),
+                    KeyValue::new("db.operation", "EXECUTE"),
+                ],
+            );
+            conventional(&mut span);
+            assert_eq!(span.name, verb);
+            assert_eq!(get(&span, "db.operation.name").as_deref(), Some(verb));
+            assert_eq!(get(&span, "db.query.text"), None);
+            assert_eq!(get(&span, "error.type"), None);
+        }
     }
 }
