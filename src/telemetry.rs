@@ -312,7 +312,7 @@ pub fn login_step(step: &crate::domain::auth::NextStep<'_>) -> &'static str {
 
 /// Counts a password check the per-person throttle refused (`identity.auth.throttled`): at a
 /// login, or where a password is entered again (accepting an invitation as a known person,
-/// changing the password or personal MFA).
+/// changing the password, turning personal MFA off).
 pub fn record_throttle() {
     static THROTTLED: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
         std::sync::OnceLock::new();
