@@ -72,6 +72,7 @@ impl Auth {
         {
             Ok(identity) => identity,
             Err(err @ (GoogleError::CredentialInvalid(_) | GoogleError::EmailNotVerified)) => {
+                crate::telemetry::record_login("google", "failure");
                 self.google_login_failed("", "credential_refused").await?;
                 return Err(err.into());
             }
