@@ -2,7 +2,8 @@
 //! so a login flood queues instead of exhausting memory; and the password policy.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use argon2::password_hash::phc::Output;
 use argon2::{Argon2, Block, Params, PasswordHash, PasswordHasher as _};
@@ -24,6 +25,93 @@ pub enum Verified {
 }
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// The pool's instruments, from the global meter provider (a no-op without OTLP).
+struct Metrics {
+    /// Jobs waiting for a thread: sent, or waiting to be sent when the queue is full.
+    length: opentelemetry::metrics::UpDownCounter<i64>,
+    wait_time: opentelemetry::metrics::Histogram<f64>,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let meter = opentelemetry::global::meter("identity");
+        Metrics {
+            length: meter
+                .i64_up_down_counter("identity.password.queue.length")
+                .with_unit("{job}")
+                .with_description(
+                    "Password hashes and verifications waiting for a thread of the hashing pool",
+                )
+                .build(),
+            wait_time: meter
+                .f64_histogram("identity.password.queue.wait_time")
+                .with_unit("s")
+                .with_boundaries(crate::telemetry::DURATION_BUCKETS.to_vec())
+                .with_description(
+                    "Time a password hash or verification waited for a thread of the hashing pool",
+                )
+                .build(),
+        }
+    })
+}
+
+/// A job in the queue, from the moment it asks for a place until a thread takes it: counted in
+/// the queue's length while it lives, and traced as `identity.password.queue` under the caller's
+/// span (none when the caller is not traced: the pool's spans are parts of a call, never traces
+/// of their own).
+struct Queued {
+    operation: &'static str,
+    since: Instant,
+    /// Ends, with the wait, when the job is dropped.
+    _span: tracing::Span,
+}
+
+impl Queued {
+    fn new(operation: &'static str, caller: &tracing::Span) -> Self {
+        metrics().length.add(1, &[]);
+        let span = if caller.is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                parent: caller,
+                "identity.password.queue",
+                identity.password.operation = operation,
+            )
+        };
+        Self {
+            operation,
+            since: Instant::now(),
+            _span: span,
+        }
+    }
+
+    /// A thread took the job: the wait ends, and the work's own span, `identity.password.hash`,
+    /// begins under the caller's.
+    fn taken(self, caller: &tracing::Span) -> tracing::Span {
+        let operation = self.operation;
+        metrics().wait_time.record(
+            self.since.elapsed().as_secs_f64(),
+            &[opentelemetry::KeyValue::new("operation", operation)],
+        );
+        drop(self);
+        if caller.is_none() {
+            return tracing::Span::none();
+        }
+        tracing::info_span!(
+            parent: caller,
+            "identity.password.hash",
+            identity.password.operation = operation,
+        )
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        metrics().length.add(-1, &[]);
+    }
+}
 
 /// Hashes and verifies passwords on a fixed pool of `concurrency` threads, so never more hashes
 /// (19 MiB each) are in flight than the pool has threads; further requests wait in a bounded
@@ -149,14 +237,19 @@ impl PasswordHasher {
         })
     }
 
+    /// Runs `work` (a hash or a verification, `operation`) on the pool and waits for its result.
     async fn on_pool<T: Send + 'static>(
         &self,
+        operation: &'static str,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> DomainResult<T> {
         let (reply, result) = tokio::sync::oneshot::channel();
+        let caller = tracing::Span::current();
+        let queued = Queued::new(operation, &caller);
         self.jobs
             .send(Box::new(move || {
-                let _ = reply.send(work());
+                let hashing = queued.taken(&caller);
+                let _ = reply.send(hashing.in_scope(work));
             }))
             .await
             .map_err(|_| DomainError::internal(anyhow::anyhow!("the password pool has stopped")))?;
@@ -165,7 +258,7 @@ impl PasswordHasher {
 
     pub async fn hash(&self, password: &Password) -> DomainResult<String> {
         let password = password.clone();
-        self.on_pool(move || hash_now(&password)).await?
+        self.on_pool("hash", move || hash_now(&password)).await?
     }
 
     /// Checks `password` against `stored`; `None` (unknown person, no password) is checked against
@@ -178,7 +271,7 @@ impl PasswordHasher {
         let known = stored.is_some();
         let stored = stored.unwrap_or(self.dummy.as_str()).to_owned();
         let password = password.clone();
-        self.on_pool(move || {
+        self.on_pool("verify", move || {
             let Ok(hash) = PasswordHash::new(&stored) else {
                 return Ok(Verified::Mismatch);
             };

@@ -30,6 +30,7 @@ use opentelemetry::{
 use rand::Rng;
 use sea_orm::ConnectionTrait;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::templates::{self, Email};
@@ -311,7 +312,17 @@ pub async fn deliver_due(
         ..Delivery::default()
     };
     for claim in claims {
-        deliver_one(store, mailer, clock, policy, claim, &mut report).await;
+        // Each email's delivery is a trace of its own: its SES call and the statement that
+        // records the outcome are its children.
+        let span = tracing::info_span!(
+            "identity.email.deliver",
+            identity.email.id = %claim.id,
+            identity.email.kind = %claim.kind,
+            identity.email.attempt = claim.attempt,
+        );
+        deliver_one(store, mailer, clock, policy, claim, &mut report)
+            .instrument(span)
+            .await;
     }
     Ok(report)
 }

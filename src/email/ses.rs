@@ -14,12 +14,14 @@ use aws_sdk_sesv2::{
     Client,
     config::Region,
     error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
-    operation::send_email::SendEmailError,
+    operation::{RequestId, send_email::SendEmailError},
     types::{Body, Content, Destination, EmailContent, Message},
 };
+use tracing::Instrument;
 
 use super::{Mailer, RenderedEmail, SendError};
 use crate::config::EmailConfig;
+use crate::telemetry::names;
 
 /// How long one `SendEmail` call may take, connection included. The outbox's claim lease must
 /// cover a whole batch of these (see `outbox::LEASE`).
@@ -33,6 +35,8 @@ const MAX_REASON: usize = 500;
 #[derive(Debug, Clone)]
 pub struct SesMailer {
     client: Client,
+    /// The region the client calls, for its spans.
+    region: String,
     from: String,
     reply_to: Vec<String>,
     configuration_set: Option<String>,
@@ -66,11 +70,12 @@ impl SesMailer {
             )
             .load()
             .await;
-        if sdk.region().is_none() {
+        let Some(region) = sdk.region().map(ToString::to_string) else {
             bail!("the SES mailer needs a region: set IDENTITY_SES_REGION (or AWS_REGION)");
-        }
+        };
         Ok(Self {
             client: Client::new(&sdk),
+            region,
             from,
             reply_to: config.reply_to.clone(),
             configuration_set: config.ses_configuration_set.clone(),
@@ -94,7 +99,20 @@ impl SesMailer {
                     .build(),
             )
             .build();
-        let output = self
+        // A client span by the conventions for AWS SDK calls. No address, subject or body: the
+        // email's own span (the outbox's) names it by id and kind.
+        let span = tracing::info_span!(
+            "SESv2/SendEmail",
+            otel.kind = "client",
+            { names::RPC_SYSTEM } = "aws-api",
+            { names::RPC_SERVICE } = "SESv2",
+            { names::RPC_METHOD } = "SendEmail",
+            { names::CLOUD_REGION } = %self.region,
+            { names::AWS_REQUEST_ID } = tracing::field::Empty,
+            { names::ERROR_TYPE } = tracing::field::Empty,
+            { names::OTEL_STATUS_CODE } = tracing::field::Empty,
+        );
+        let sent = self
             .client
             .send_email()
             .from_email_address(&self.from)
@@ -103,8 +121,20 @@ impl SesMailer {
             .destination(Destination::builder().to_addresses(&email.to).build())
             .content(EmailContent::builder().simple(message).build())
             .send()
-            .await
-            .map_err(classify)?;
+            .instrument(span.clone())
+            .await;
+        let request_id = match &sent {
+            Ok(output) => output.request_id(),
+            Err(error) => error.request_id(),
+        };
+        if let Some(request_id) = request_id {
+            span.record(names::AWS_REQUEST_ID, request_id);
+        }
+        if let Err(error) = &sent {
+            span.record(names::ERROR_TYPE, error_type(error));
+            span.record(names::OTEL_STATUS_CODE, "ERROR");
+        }
+        let output = sent.map_err(classify)?;
         Ok(output.message_id().unwrap_or_default().to_owned())
     }
 }
@@ -115,6 +145,20 @@ impl Mailer for SesMailer {
         email: &'a RenderedEmail,
     ) -> Pin<Box<dyn Future<Output = Result<String, SendError>> + Send + 'a>> {
         Box::pin(self.send_email(email))
+    }
+}
+
+/// A failed call's `error.type`: SES's error code (`MessageRejected`, `TooManyRequestsException`),
+/// or the kind of failure when SES did not answer.
+fn error_type(error: &SdkError<SendEmailError>) -> String {
+    match error {
+        SdkError::ServiceError(context) => context.err().code().unwrap_or("_OTHER").to_owned(),
+        SdkError::TimeoutError(_) => "timeout".to_owned(),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => "timeout".to_owned(),
+        SdkError::DispatchFailure(failure) if failure.is_io() => "connection_error".to_owned(),
+        SdkError::DispatchFailure(_) => "dispatch_failure".to_owned(),
+        SdkError::ResponseError(_) => "response_error".to_owned(),
+        _ => "_OTHER".to_owned(),
     }
 }
 

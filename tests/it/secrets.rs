@@ -20,7 +20,7 @@ const DAM_TOKEN: &str = "idt_trace_dam_51be09c4aa7d3f62e8";
 const DB_PASSWORD: &str = "Db-Pw-7c1e94b2";
 
 /// The newest email to `to` whose subject contains `subject`, waiting for it to arrive.
-async fn email(moto: &Moto, to: &str, subject: &str) -> serde_json::Value {
+pub async fn email(moto: &Moto, to: &str, subject: &str) -> serde_json::Value {
     for _ in 0..200 {
         if let Some(message) = moto
             .messages_to(to)
@@ -36,12 +36,12 @@ async fn email(moto: &Moto, to: &str, subject: &str) -> serde_json::Value {
     panic!("no email to {to} about {subject:?}");
 }
 
-fn link_token(message: &serde_json::Value) -> String {
+pub fn link_token(message: &serde_json::Value) -> String {
     let link = first_link(message["body"].as_str().unwrap());
     link.split("token=").nth(1).unwrap().to_owned()
 }
 
-fn code(message: &serde_json::Value) -> String {
+pub fn code(message: &serde_json::Value) -> String {
     let body = message["body"].as_str().unwrap();
     let digits: Vec<char> = body.chars().collect();
     digits

@@ -94,6 +94,7 @@ impl Auth {
                 }
                 tx.append_audit(&events).await?;
                 tx.commit().await?;
+                crate::telemetry::record_login("email_code", "failure");
                 return Err(code_invalid(failed.attempts_left));
             }
         };
@@ -106,6 +107,7 @@ impl Auth {
         let factor = FirstFactor::PasswordAndCode;
         let step = next_step(factor, &person, &accounts, passed.account_id)
             .ok_or_else(invalid_credentials)?;
+        crate::telemetry::record_login("email_code", crate::telemetry::login_step(&step));
         self.proceed(factor, &person, &accounts, step, client).await
     }
 

@@ -17,6 +17,7 @@ use crate::domain::error::{DomainError, DomainResult, reason};
 use crate::domain::users::{MembershipStatus, Person};
 
 fn no_matching_user() -> DomainError {
+    crate::telemetry::record_login("google", "failure");
     DomainError::unauthenticated(
         reason::NO_MATCHING_USER,
         "no invited or active user has this Google account's email",
@@ -71,6 +72,7 @@ impl Auth {
         {
             Ok(identity) => identity,
             Err(err @ (GoogleError::CredentialInvalid(_) | GoogleError::EmailNotVerified)) => {
+                crate::telemetry::record_login("google", "failure");
                 self.google_login_failed("", "credential_refused").await?;
                 return Err(err.into());
             }
@@ -96,9 +98,11 @@ impl Auth {
                 let session = self
                     .start_session(&person, &choice, factor.amr(), factor.mfa_passed(), client)
                     .await?;
+                crate::telemetry::record_login("google", "success");
                 Ok(LoginOutcome::Tokens(session))
             }
             step => {
+                crate::telemetry::record_login("google", crate::telemetry::login_step(&step));
                 self.proceed(factor, &person, &candidates, step, client)
                     .await
             }

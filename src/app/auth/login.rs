@@ -39,6 +39,7 @@ impl Auth {
             self.store
                 .append_audit(&audit::events_for(&[], now, draft))
                 .await?;
+            crate::telemetry::record_login("password", "failure");
             return Err(invalid_credentials());
         };
         let (person, accounts) = (start.person, start.accounts);
@@ -49,6 +50,7 @@ impl Auth {
             .password_matches(&anonymous, &person, &password)
             .await?
         {
+            crate::telemetry::record_login("password", "failure");
             return Err(invalid_credentials());
         }
         let factor = FirstFactor::Password;
@@ -57,6 +59,7 @@ impl Auth {
         let outcome = self
             .proceed(factor, &person, &accounts, step, client)
             .await?;
+        crate::telemetry::record_login("password", crate::telemetry::login_outcome(&outcome));
         // A session forgets the failures in its own statement; the other steps do it here.
         if !matches!(outcome, LoginOutcome::Tokens(_)) {
             self.store.clear_login_failures(person.id).await?;

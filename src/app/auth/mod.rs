@@ -188,6 +188,7 @@ impl Auth {
                     tx.append_audit(&audit::events_for(&accounts, now, draft))
                         .await?;
                     tx.commit().await?;
+                    crate::telemetry::record_throttle();
                     return Err(throttled(wait));
                 }
                 Some(_) => {}
