@@ -13,7 +13,8 @@
 //!
 //! Knobs: IDENTITY_BENCH_SECS (seconds per measurement, default 5), IDENTITY_BENCH_ROUNDS
 //! (default 3), IDENTITY_BENCH_CLIENTS (concurrent RecordAuditEvents callers, default 4),
-//! IDENTITY_BENCH_WRITERS (concurrent group writers, default 8).
+//! IDENTITY_BENCH_WRITERS (concurrent group writers, default 8), IDENTITY_BENCH_ONLY=writes (skip
+//! the RecordAuditEvents part).
 //!
 //! Needs PostgreSQL (IDENTITY_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres);
 //! makes its own database and drops it at the end.
@@ -229,9 +230,13 @@ async fn run(url: String) -> anyhow::Result<()> {
     }
     chain_pending(&store).await?;
 
+    let only = std::env::var("IDENTITY_BENCH_ONLY").unwrap_or_default();
     println!("RecordAuditEvents, batches of 500, {clients} clients, {secs} s per round:");
     let mut rates = Vec::new();
     for round in 1..=rounds {
+        if only == "writes" {
+            break;
+        }
         let rate = record_batches(channel.clone(), accounts[0].to_string(), secs, clients).await;
         let started = Instant::now();
         let chained = chain_pending(&store).await?;
@@ -241,7 +246,7 @@ async fn run(url: String) -> anyhow::Result<()> {
         );
         rates.push(rate);
     }
-    let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+    let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
     println!("  mean {mean:.0} events/s (target: at least 10,000)");
 
     println!(

@@ -1,7 +1,9 @@
 //! The audit log.
 //!
-//! `audit_events` is append-only: a use case inserts its event unchained (`seq` null) in the unit
-//! of work of the change, and the chainer later sets `seq`, `prev_hash` and `hash` (hex SHA-256).
+//! `audit_events` is append-only: a use case inserts its event in the unit of work of the change,
+//! with a row in `audit_pending` that tells the chainer it is not linked yet. The chainer gives it
+//! its link in `audit_links` (its position in the account's chain, its predecessor's hash and its
+//! own, hex SHA-256) and removes it from `audit_pending`: no event row is ever updated.
 //! `audit_chains` holds each account's chain head (the last position and hash) and the floor
 //! retention left (the last deleted position and hash). `leases` lets one replica at a time run
 //! a periodic job.
@@ -22,9 +24,6 @@ impl MigrationTrait for Migration {
                     // holds the service's own events.
                     .col(uuid("account_id"))
                     .col(uuid("id"))
-                    .col(big_integer_null("seq"))
-                    .col(string_len_null("prev_hash", 64))
-                    .col(string_len_null("hash", 64))
                     .col(small_integer("category"))
                     .col(string_len("action", 128))
                     .col(small_integer("actor_type"))
@@ -71,24 +70,30 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
-        // One event per position: two chainers can never fork a chain.
+        // Events appended and not linked yet: the chainer's queue.
         manager
-            .create_index(
-                Index::create()
-                    .name("audit_events_seq_key")
-                    .table("audit_events")
-                    .col("account_id")
-                    .col("seq")
-                    .unique()
+            .create_table(
+                Table::create()
+                    .table("audit_pending")
+                    .col(uuid("account_id"))
+                    .col(uuid("event_id"))
+                    .primary_key(Index::create().col("account_id").col("event_id"))
                     .to_owned(),
             )
             .await?;
-        // What the chainer has still to do.
+        // Each chain's links, by position: one event per position, so two chainers can never
+        // fork a chain.
         manager
-            .get_connection()
-            .execute_unprepared(
-                "CREATE INDEX audit_events_unchained_idx ON audit_events (account_id, id) \
-                 WHERE seq IS NULL",
+            .create_table(
+                Table::create()
+                    .table("audit_links")
+                    .col(uuid("account_id"))
+                    .col(big_integer("seq"))
+                    .col(uuid("event_id"))
+                    .col(string_len("prev_hash", 64))
+                    .col(string_len("hash", 64))
+                    .primary_key(Index::create().col("account_id").col("seq"))
+                    .to_owned(),
             )
             .await?;
 
@@ -118,7 +123,13 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in ["leases", "audit_chains", "audit_events"] {
+        for table in [
+            "leases",
+            "audit_chains",
+            "audit_links",
+            "audit_pending",
+            "audit_events",
+        ] {
             manager
                 .drop_table(Table::drop().table(table).to_owned())
                 .await?;

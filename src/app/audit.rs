@@ -77,10 +77,12 @@ pub async fn append(
 const CHAIN_BATCH: u64 = 5_000;
 /// How often a chainer looks for other replicas' events when its own writes do not wake it.
 pub const CHAIN_EVERY: Duration = Duration::from_secs(1);
+/// How long the chainer waits after a write wakes it, so one pass links many events.
+const CHAIN_GATHER: Duration = Duration::from_millis(200);
 /// How often retention runs, and how long its lease lasts.
 pub const PURGE_EVERY: Duration = Duration::from_secs(3600);
 const PURGE_LEASE: Duration = Duration::from_secs(600);
-const PURGE_BATCH: i64 = 10_000;
+const PURGE_BATCH: u64 = 10_000;
 
 /// An event the DAM records, checked.
 #[derive(Debug, Clone)]
@@ -357,7 +359,8 @@ pub fn spawn_chainer(store: Store, mut stop: watch::Receiver<bool>) -> tokio::ta
                 tracing::warn!(error = %error, "chaining audit events failed; retrying");
             }
             tokio::select! {
-                () = store.audit_appended() => {}
+                // A short wait gathers the events of the writes around this one into one pass.
+                () = store.audit_appended() => tokio::time::sleep(CHAIN_GATHER).await,
                 () = tokio::time::sleep(CHAIN_EVERY) => {}
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
@@ -399,7 +402,7 @@ pub async fn purge_expired(
             loop {
                 let n = store.purge_audit(account_id, cutoff, PURGE_BATCH).await?;
                 deleted += n;
-                if n < PURGE_BATCH as u64 {
+                if n < PURGE_BATCH {
                     break;
                 }
             }
@@ -462,13 +465,16 @@ pub async fn verify_chain(store: &Store, account_id: Uuid) -> DomainResult<Chain
         result,
     };
     loop {
-        let page = store.chained_events(account_id, after, 1000).await?;
-        let Some((_, last)) = page.last() else {
+        // Up to the head read above: a chainer may link more meanwhile.
+        let page = store
+            .chained_events(account_id, (after, head.seq), 1000)
+            .await?;
+        let Some((last, _)) = page.last() else {
             break;
         };
         after = last.seq;
-        for (event, link) in &page {
-            if let Err(broken) = check.next(event, link) {
+        for (link, event) in &page {
+            if let Err(broken) = check.next(link, event.as_ref()) {
                 return Ok(report(0, Err(broken)));
             }
         }

@@ -472,6 +472,7 @@ impl Default for ChainHead {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Link {
     pub seq: i64,
+    pub event_id: Uuid,
     pub prev_hash: Hash,
     pub hash: Hash,
 }
@@ -543,6 +544,7 @@ pub fn chain(head: ChainHead, events: &[Event]) -> (Vec<Link>, ChainHead) {
             let hash = link_hash(&head.hash, seq, event);
             let link = Link {
                 seq,
+                event_id: event.id,
                 prev_hash: head.hash,
                 hash,
             };
@@ -607,8 +609,8 @@ impl ChainCheck {
         }
     }
 
-    /// The next chained event, with its stored link.
-    pub fn next(&mut self, event: &Event, link: &Link) -> Result<(), Break> {
+    /// The next link, with the event it names (`None`: the event is gone).
+    pub fn next(&mut self, link: &Link, event: Option<&Event>) -> Result<(), Break> {
         let expected = self.seq + 1;
         if link.seq != expected {
             return Err(self.broken(
@@ -620,6 +622,13 @@ impl ChainCheck {
                 ),
             ));
         }
+        let Some(event) = event.filter(|event| event.id == link.event_id) else {
+            return Err(self.broken(
+                link.seq,
+                Some(link.event_id),
+                "the event is missing (deleted)",
+            ));
+        };
         if link.prev_hash != self.hash {
             return Err(self.broken(
                 link.seq,
@@ -664,12 +673,20 @@ impl ChainCheck {
     }
 }
 
-/// The last position retention may delete: the end of the longest prefix of chained events that
-/// are all older than the cutoff. `first_kept` is the lowest position of an event at or after the
-/// cutoff, if any.
-pub fn purge_through(head: &ChainHead, first_kept: Option<i64>) -> Option<i64> {
-    let through = first_kept.map_or(head.seq, |seq| seq - 1);
-    (through > head.floor_seq).then_some(through)
+/// The last position retention may delete, from the next links after the floor in position order
+/// with their events' times: the end of the run of events older than `cutoff` at the start (a
+/// newer event stops it, so what is kept is always a whole suffix of the chain).
+pub fn purge_through(
+    floor_seq: i64,
+    next: &[(i64, DateTime<Utc>)],
+    cutoff: DateTime<Utc>,
+) -> Option<i64> {
+    let through = next
+        .iter()
+        .take_while(|(_, time)| *time < cutoff)
+        .last()
+        .map(|(seq, _)| *seq)?;
+    (through > floor_seq).then_some(through)
 }
 
 #[cfg(test)]
@@ -696,7 +713,7 @@ mod tests {
         let verify = |events: &[(Event, Link)]| {
             let mut check = ChainCheck::new(account, &ChainHead::new());
             for (event, link) in events {
-                check.next(event, link)?;
+                check.next(link, Some(event))?;
             }
             check.finish(&head)
         };
@@ -711,6 +728,11 @@ mod tests {
         let mut removed = pairs.clone();
         removed.remove(1);
         assert_eq!(verify(&removed).unwrap_err().seq, 2);
+
+        let mut gone = ChainCheck::new(account, &ChainHead::new());
+        gone.next(&pairs[0].1, Some(&pairs[0].0)).unwrap();
+        let missing = gone.next(&pairs[1].1, None).unwrap_err();
+        assert_eq!((missing.seq, missing.event_id), (2, Some(events[1].id)));
 
         let mut tail = pairs.clone();
         tail.pop();
@@ -728,24 +750,36 @@ mod tests {
         let account = Uuid::from_u128(7);
         let events: Vec<Event> = (0..6).map(event).collect();
         let (links, mut head) = chain(ChainHead::new(), &events);
-        let through = purge_through(&head, Some(4)).unwrap_or_default();
+        let times: Vec<(i64, DateTime<Utc>)> = links
+            .iter()
+            .zip(&events)
+            .map(|(link, event)| (link.seq, event.time))
+            .collect();
+        let cutoff = events[3].time;
+        let through = purge_through(0, &times, cutoff).unwrap_or_default();
         assert_eq!(through, 3);
         head.floor_seq = through;
         head.floor_hash = links[2].hash;
         let mut check = ChainCheck::new(account, &head);
         for (event, link) in events.iter().zip(&links).skip(3) {
-            check.next(event, link).unwrap();
+            check.next(link, Some(event)).unwrap();
         }
         assert_eq!(check.finish(&head), Ok(3));
-        assert_eq!(purge_through(&head, Some(4)), None);
-        assert_eq!(purge_through(&head, None), Some(6));
+        assert_eq!(purge_through(3, &times[3..], cutoff), None);
+        let later = events[5].time + Duration::seconds(1);
+        assert_eq!(purge_through(3, &times[3..], later), Some(6));
+        // A newer event early in the chain keeps everything after it.
+        let mut mixed = times.clone();
+        mixed[1].1 = later;
+        assert_eq!(purge_through(0, &mixed, cutoff), Some(1));
     }
 
     #[test]
     fn every_field_is_in_the_hash() {
         let base = event(1);
         let hash = link_hash(&GENESIS, 1, &base);
-        let variants: Vec<Box<dyn Fn(&mut Event)>> = vec![
+        type Edit = Box<dyn Fn(&mut Event)>;
+        let variants: Vec<Edit> = vec![
             Box::new(|e| e.origin.ip_address = "10.0.0.1".to_owned()),
             Box::new(|e| e.origin.user_agent = "x".to_owned()),
             Box::new(|e| e.origin.request_id = "r".to_owned()),

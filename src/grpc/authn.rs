@@ -69,7 +69,7 @@ fn origin_of<B>(request: &http::Request<B>, client_ip_header: Option<&str>) -> O
         })
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let forwarded = client_ip_header
-        .and_then(|name| text(name))
+        .and_then(text)
         .and_then(|value| value.rsplit(',').next())
         .and_then(|last| last.trim().parse::<std::net::IpAddr>().ok());
     let peer = request

@@ -1,19 +1,20 @@
 //! The audit log's rows: appending events (in the change's unit of work, or as their own
-//! statement), listing them, chaining what is unchained, verifying and purging a chain, and the
-//! leases that let one replica at a time run a job.
+//! statement) with their place in the chainer's queue, listing them, linking the queued ones
+//! into their chains, reading and purging a chain, and the leases that let one replica at a time
+//! run a job. Events are never updated: a link is a row of its own.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Statement, Value,
-    sea_query::{Expr, ExprTrait, InsertStatement, OnConflict},
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
+    sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, SubQueryStatement},
 };
 use uuid::Uuid;
 
-use super::entities::{audit_chain, audit_event, lease};
+use super::entities::{audit_chain, audit_event, audit_link, audit_pending, lease};
 use super::pagination::keyset_after;
 use super::{Store, Tx};
 use crate::domain::audit::{
@@ -73,9 +74,6 @@ fn model(event: &Event) -> audit_event::ActiveModel {
     audit_event::ActiveModel {
         account_id: Set(event.account_id),
         id: Set(event.id),
-        seq: Set(None),
-        prev_hash: Set(None),
-        hash: Set(None),
         category: Set(event.category.number()),
         action: Set(event.action.clone()),
         actor_type: Set(event.actor.kind.number()),
@@ -94,25 +92,12 @@ fn model(event: &Event) -> audit_event::ActiveModel {
     }
 }
 
-/// An event as stored, with its link once chained.
-fn event_of(row: audit_event::Model) -> DomainResult<(Event, Option<Link>)> {
+/// An event as stored.
+fn event_of(row: audit_event::Model) -> DomainResult<Event> {
     let metadata: BTreeMap<String, String> =
         serde_json::from_str(&row.metadata).map_err(|_| corrupt("metadata"))?;
     let changes: Vec<StoredChange> =
         serde_json::from_str(&row.changes).map_err(|_| corrupt("change list"))?;
-    let link = match (row.seq, &row.prev_hash, &row.hash) {
-        (Some(seq), Some(prev), Some(hash)) => Some(Link {
-            seq,
-            prev_hash: unhex(prev),
-            hash: unhex(hash),
-        }),
-        (Some(seq), _, _) => Some(Link {
-            seq,
-            prev_hash: [0xff; 32],
-            hash: [0xff; 32],
-        }),
-        _ => None,
-    };
     let event = Event {
         id: row.id,
         account_id: row.account_id,
@@ -145,15 +130,23 @@ fn event_of(row: audit_event::Model) -> DomainResult<(Event, Option<Link>)> {
         time: row.time,
         source: row.source,
     };
-    Ok((event, link))
+    Ok(event)
 }
 
-/// The statement that appends `events` (unchained), for a unit of work or a one-statement write.
-pub fn append_statement(events: &[Event]) -> Option<InsertStatement> {
+/// The writes that append `events`: the events, and their places in the chainer's queue. Run
+/// in one unit of work (or as CTEs of one statement): an event is never left out of the queue.
+pub fn append_writes(events: &[Event]) -> Vec<InsertStatement> {
     if events.is_empty() {
-        return None;
+        return Vec::new();
     }
-    Some(sea_orm::Insert::many(events.iter().map(model)).into_query())
+    let pending = events.iter().map(|event| audit_pending::ActiveModel {
+        account_id: Set(event.account_id),
+        event_id: Set(event.id),
+    });
+    vec![
+        sea_orm::Insert::many(events.iter().map(model)).into_query(),
+        sea_orm::Insert::many(pending).into_query(),
+    ]
 }
 
 /// What a list of events is filtered by (all combine with AND).
@@ -170,33 +163,98 @@ pub struct EventFilter {
     pub end_time: Option<DateTime<Utc>>,
 }
 
-/// How many rows one statement of the chainer updates.
-const CHAIN_CHUNK: usize = 500;
+/// The most ids in one `IN (...)` list, and the most links in one insert.
+const CHUNK: usize = 1000;
+
+/// Runs `writes` on `conn`: one statement on PostgreSQL, in order on SQLite.
+async fn run_writes(conn: &impl ConnectionTrait, writes: Vec<InsertStatement>) -> DomainResult<()> {
+    let backend = conn.get_database_backend();
+    if backend == sea_orm::DbBackend::Postgres {
+        let writes = writes.into_iter().map(SubQueryStatement::from).collect();
+        conn.execute_raw(super::combined(backend, writes)).await?;
+    } else {
+        for write in &writes {
+            conn.execute_raw(backend.build(write)).await?;
+        }
+    }
+    Ok(())
+}
 
 impl Tx {
     /// Appends events in this unit of work; the chainer is woken once it commits.
     pub async fn append_audit(&self, events: &[Event]) -> DomainResult<()> {
-        let Some(insert) = append_statement(events) else {
+        if events.is_empty() {
             return Ok(());
-        };
-        let backend = self.conn().get_database_backend();
-        self.conn().execute_raw(backend.build(&insert)).await?;
+        }
+        run_writes(self.conn(), append_writes(events)).await?;
         self.audit_appended();
         Ok(())
     }
 }
 
-impl Store {
-    /// Appends events as one statement of their own (events that record no other change).
-    pub async fn append_audit(&self, events: &[Event]) -> DomainResult<()> {
-        let Some(insert) = append_statement(events) else {
-            return Ok(());
-        };
-        self.connection()
-            .execute_raw(self.backend().build(&insert))
+/// The events of `account_id` with these ids, by id.
+async fn events_by_id(
+    conn: &DatabaseTransaction,
+    account_id: Uuid,
+    ids: &[Uuid],
+) -> DomainResult<BTreeMap<Uuid, Event>> {
+    let mut found = BTreeMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let rows = audit_event::Entity::find()
+            .filter(audit_event::Column::AccountId.eq(account_id))
+            .filter(audit_event::Column::Id.is_in(chunk.iter().copied()))
+            .all(conn)
             .await?;
-        self.wake_chainer();
-        Ok(())
+        for row in rows {
+            let event = event_of(row)?;
+            found.insert(event.id, event);
+        }
+    }
+    Ok(found)
+}
+
+/// The account's chain head, locked for the unit of work (created at the genesis if missing).
+async fn lock_head(conn: &DatabaseTransaction, account_id: Uuid) -> DomainResult<ChainHead> {
+    audit_chain::Entity::insert(audit_chain::ActiveModel {
+        account_id: Set(account_id),
+        seq: Set(0),
+        hash: Set(hex(&GENESIS)),
+        floor_seq: Set(0),
+        floor_hash: Set(hex(&GENESIS)),
+    })
+    .on_conflict(
+        OnConflict::column(audit_chain::Column::AccountId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    audit_chain::Entity::find_by_id(account_id)
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .map(head_of)
+        .ok_or_else(|| DomainError::internal(anyhow::anyhow!("an audit chain head vanished")))
+}
+
+fn link_of(row: audit_link::Model) -> Link {
+    Link {
+        seq: row.seq,
+        event_id: row.event_id,
+        prev_hash: unhex(&row.prev_hash),
+        hash: unhex(&row.hash),
+    }
+}
+
+impl Store {
+    /// Appends events on their own (events that record no other change).
+    pub async fn append_audit(&self, events: &[Event]) -> DomainResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tx = self.begin().await?;
+        tx.append_audit(events).await?;
+        tx.commit().await
     }
 
     /// Events newest first (time, then id), after `after` (a time in microseconds and an id).
@@ -230,11 +288,11 @@ impl Store {
             query = query.filter(C::Time.lt(end));
         }
         if let Some(after) = after {
-            let micros: i64 = after
+            let time = after
                 .key
-                .parse()
-                .map_err(|_| DomainError::internal(anyhow::anyhow!("a page key is no time")))?;
-            let time = DateTime::from_timestamp_micros(micros)
+                .parse::<i64>()
+                .ok()
+                .and_then(DateTime::from_timestamp_micros)
                 .ok_or_else(|| DomainError::internal(anyhow::anyhow!("a page key is no time")))?;
             query = query.filter(keyset_after(C::Time, C::Id, time, after.id, true));
         }
@@ -245,71 +303,64 @@ impl Store {
             .all(self.connection())
             .await?
             .into_iter()
-            .map(|row| event_of(row).map(|(event, _)| event))
+            .map(event_of)
             .collect()
     }
 
-    /// Accounts with events still to chain (at most `limit`).
+    /// Accounts with events still to link (at most `limit`).
     pub async fn unchained_accounts(&self, limit: u64) -> DomainResult<Vec<Uuid>> {
-        let rows = audit_event::Entity::find()
+        Ok(audit_pending::Entity::find()
             .select_only()
-            .column(audit_event::Column::AccountId)
-            .filter(audit_event::Column::Seq.is_null())
+            .column(audit_pending::Column::AccountId)
             .distinct()
             .limit(limit)
             .into_tuple::<Uuid>()
             .all(self.connection())
-            .await?;
-        Ok(rows)
+            .await?)
     }
 
-    /// Chains up to `limit` of the account's unchained events after its head, in id order, and
-    /// moves the head on; returns how many it chained. The head row is locked for the unit of
+    /// Links up to `limit` of the account's queued events after its head, in id order, and
+    /// moves the head on; returns how many it linked. The head row is locked for the unit of
     /// work, so two chainers (two replicas) take turns and never fork the chain; only chainers
     /// and retention take that lock, never a request.
     pub async fn chain_events(&self, account_id: Uuid, limit: u64) -> DomainResult<usize> {
         let tx = self.begin().await?;
         let conn = tx.conn();
-        audit_chain::Entity::insert(audit_chain::ActiveModel {
-            account_id: Set(account_id),
-            seq: Set(0),
-            hash: Set(hex(&GENESIS)),
-            floor_seq: Set(0),
-            floor_hash: Set(hex(&GENESIS)),
-        })
-        .on_conflict(
-            OnConflict::column(audit_chain::Column::AccountId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
-        let Some(head) = audit_chain::Entity::find_by_id(account_id)
-            .lock_exclusive()
-            .one(conn)
-            .await?
-        else {
-            return Ok(0);
-        };
-        let head = head_of(head);
-        let rows = audit_event::Entity::find()
-            .filter(audit_event::Column::AccountId.eq(account_id))
-            .filter(audit_event::Column::Seq.is_null())
-            .order_by_asc(audit_event::Column::Id)
+        let head = lock_head(conn, account_id).await?;
+        let queued: Vec<Uuid> = audit_pending::Entity::find()
+            .select_only()
+            .column(audit_pending::Column::EventId)
+            .filter(audit_pending::Column::AccountId.eq(account_id))
+            .order_by_asc(audit_pending::Column::EventId)
             .limit(limit)
+            .into_tuple()
             .all(conn)
             .await?;
-        if rows.is_empty() {
+        if queued.is_empty() {
             return Ok(0);
         }
-        let events = rows
-            .into_iter()
-            .map(|row| event_of(row).map(|(event, _)| event))
-            .collect::<DomainResult<Vec<Event>>>()?;
+        // In id order; an event deleted before it was linked has nothing to link.
+        let events: Vec<Event> = events_by_id(conn, account_id, &queued)
+            .await?
+            .into_values()
+            .collect();
         let (links, new_head) = crate::domain::audit::chain(head, &events);
-        let backend = conn.get_database_backend();
-        for (events, links) in events.chunks(CHAIN_CHUNK).zip(links.chunks(CHAIN_CHUNK)) {
-            conn.execute_raw(link_statement(backend, account_id, events, links))
+        for chunk in links.chunks(CHUNK) {
+            audit_link::Entity::insert_many(chunk.iter().map(|link| audit_link::ActiveModel {
+                account_id: Set(account_id),
+                seq: Set(link.seq),
+                event_id: Set(link.event_id),
+                prev_hash: Set(hex(&link.prev_hash)),
+                hash: Set(hex(&link.hash)),
+            }))
+            .exec_without_returning(conn)
+            .await?;
+        }
+        for chunk in queued.chunks(CHUNK) {
+            audit_pending::Entity::delete_many()
+                .filter(audit_pending::Column::AccountId.eq(account_id))
+                .filter(audit_pending::Column::EventId.is_in(chunk.iter().copied()))
+                .exec(conn)
                 .await?;
         }
         audit_chain::Entity::update_many()
@@ -335,7 +386,7 @@ impl Store {
         Ok(query.into_tuple::<Uuid>().all(self.connection()).await?)
     }
 
-    /// An account's chain head (none before its first event is chained).
+    /// An account's chain head (none before its first event is linked).
     pub async fn chain_head(&self, account_id: Uuid) -> DomainResult<Option<ChainHead>> {
         Ok(audit_chain::Entity::find_by_id(account_id)
             .one(self.connection())
@@ -343,90 +394,102 @@ impl Store {
             .map(head_of))
     }
 
-    /// Chained events of an account after position `after`, in position order.
+    /// Links of an account after position `after` and up to `through`, in position order, each
+    /// with its event (`None` when the event is gone).
     pub async fn chained_events(
         &self,
         account_id: Uuid,
-        after: i64,
+        (after, through): (i64, i64),
         limit: u64,
-    ) -> DomainResult<Vec<(Event, Link)>> {
-        let rows = audit_event::Entity::find()
-            .filter(audit_event::Column::AccountId.eq(account_id))
-            .filter(audit_event::Column::Seq.gt(after))
-            .order_by_asc(audit_event::Column::Seq)
+    ) -> DomainResult<Vec<(Link, Option<Event>)>> {
+        let tx = self.begin().await?;
+        let links: Vec<Link> = audit_link::Entity::find()
+            .filter(audit_link::Column::AccountId.eq(account_id))
+            .filter(audit_link::Column::Seq.gt(after))
+            .filter(audit_link::Column::Seq.lte(through))
+            .order_by_asc(audit_link::Column::Seq)
             .limit(limit)
-            .all(self.connection())
-            .await?;
-        let mut chained = Vec::with_capacity(rows.len());
-        for row in rows {
-            if let (event, Some(link)) = event_of(row)? {
-                chained.push((event, link));
-            }
-        }
-        Ok(chained)
+            .all(tx.conn())
+            .await?
+            .into_iter()
+            .map(link_of)
+            .collect();
+        let ids: Vec<Uuid> = links.iter().map(|link| link.event_id).collect();
+        let mut events = events_by_id(tx.conn(), account_id, &ids).await?;
+        Ok(links
+            .into_iter()
+            .map(|link| {
+                let event = events.remove(&link.event_id);
+                (link, event)
+            })
+            .collect())
     }
 
-    /// How many of an account's events are not chained yet.
+    /// How many of an account's events are not linked yet.
     pub async fn unchained_count(&self, account_id: Uuid) -> DomainResult<u64> {
         use sea_orm::PaginatorTrait;
-        Ok(audit_event::Entity::find()
-            .filter(audit_event::Column::AccountId.eq(account_id))
-            .filter(audit_event::Column::Seq.is_null())
+        Ok(audit_pending::Entity::find()
+            .filter(audit_pending::Column::AccountId.eq(account_id))
             .count(self.connection())
             .await?)
     }
 
-    /// Deletes, under the chain's lock, the account's oldest chained events up to the first one
-    /// at or after `cutoff` (at most `limit` per call), and raises the chain's floor to the last
-    /// one deleted; returns how many it deleted.
+    /// Deletes, under the chain's lock, the account's oldest linked events (at most `limit`)
+    /// up to the first one at or after `cutoff`, with their links, and raises the chain's floor to
+    /// the last one deleted; returns how many events it deleted.
     pub async fn purge_audit(
         &self,
         account_id: Uuid,
         cutoff: DateTime<Utc>,
-        limit: i64,
+        limit: u64,
     ) -> DomainResult<u64> {
         let tx = self.begin().await?;
         let conn = tx.conn();
-        let Some(head) = audit_chain::Entity::find_by_id(account_id)
-            .lock_exclusive()
+        if audit_chain::Entity::find_by_id(account_id)
             .one(conn)
             .await?
+            .is_none()
+        {
+            return Ok(0);
+        }
+        let head = lock_head(conn, account_id).await?;
+        let links: Vec<Link> = audit_link::Entity::find()
+            .filter(audit_link::Column::AccountId.eq(account_id))
+            .filter(audit_link::Column::Seq.gt(head.floor_seq))
+            .order_by_asc(audit_link::Column::Seq)
+            .limit(limit)
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(link_of)
+            .collect();
+        let ids: Vec<Uuid> = links.iter().map(|link| link.event_id).collect();
+        let events = events_by_id(conn, account_id, &ids).await?;
+        // A link whose event is gone stops the purge there: verification reports it.
+        let times: Vec<(i64, DateTime<Utc>)> = links
+            .iter()
+            .map_while(|link| events.get(&link.event_id).map(|e| (link.seq, e.time)))
+            .collect();
+        let Some(through) = crate::domain::audit::purge_through(head.floor_seq, &times, cutoff)
         else {
             return Ok(0);
         };
-        let head = head_of(head);
-        let first_kept: Option<Option<i64>> = audit_event::Entity::find()
-            .select_only()
-            .column_as(audit_event::Column::Seq.min(), "seq")
-            .filter(audit_event::Column::AccountId.eq(account_id))
-            .filter(audit_event::Column::Seq.gt(head.floor_seq))
-            .filter(audit_event::Column::Time.gte(cutoff))
-            .into_tuple()
-            .one(conn)
-            .await?;
-        let Some(through) = crate::domain::audit::purge_through(&head, first_kept.flatten())
-            .map(|through| std::cmp::min(through, head.floor_seq + limit))
-        else {
-            return Ok(0);
-        };
-        let Some(last) = audit_event::Entity::find()
-            .filter(audit_event::Column::AccountId.eq(account_id))
-            .filter(audit_event::Column::Seq.eq(through))
-            .one(conn)
-            .await?
-        else {
-            // The position is missing: the chain is broken, and verification says where.
-            return Err(DomainError::internal(anyhow::anyhow!(
-                "audit chain of account {account_id} has no event at position {through}"
-            )));
-        };
-        let floor_hash = last.hash.unwrap_or_default();
-        let deleted = audit_event::Entity::delete_many()
-            .filter(audit_event::Column::AccountId.eq(account_id))
-            .filter(audit_event::Column::Seq.lte(through))
+        let gone: Vec<&Link> = links.iter().filter(|link| link.seq <= through).collect();
+        let floor_hash = gone.last().map(|link| hex(&link.hash)).unwrap_or_default();
+        let mut deleted = 0;
+        for chunk in gone.chunks(CHUNK) {
+            deleted += audit_event::Entity::delete_many()
+                .filter(audit_event::Column::AccountId.eq(account_id))
+                .filter(audit_event::Column::Id.is_in(chunk.iter().map(|link| link.event_id)))
+                .exec(conn)
+                .await?
+                .rows_affected;
+        }
+        audit_link::Entity::delete_many()
+            .filter(audit_link::Column::AccountId.eq(account_id))
+            .filter(audit_link::Column::Seq.lte(through))
             .exec(conn)
-            .await?
-            .rows_affected;
+            .await?;
         audit_chain::Entity::update_many()
             .col_expr(audit_chain::Column::FloorSeq, Expr::value(through))
             .col_expr(audit_chain::Column::FloorHash, Expr::value(floor_hash))
@@ -482,46 +545,4 @@ fn head_of(row: audit_chain::Model) -> ChainHead {
         floor_seq: row.floor_seq,
         floor_hash: unhex(&row.floor_hash),
     }
-}
-
-/// One statement setting the links of `events`:
-/// `WITH v(id, seq, prev_hash, hash) AS (VALUES ...) UPDATE audit_events SET ... FROM v`.
-fn link_statement(
-    backend: DbBackend,
-    account_id: Uuid,
-    events: &[Event],
-    links: &[Link],
-) -> Statement {
-    let mut values: Vec<Value> = Vec::with_capacity(events.len() * 4 + 1);
-    let mut n = 0;
-    let mut placeholder = || {
-        n += 1;
-        match backend {
-            DbBackend::Postgres => format!("${n}"),
-            _ => "?".to_owned(),
-        }
-    };
-    let mut rows = Vec::with_capacity(events.len());
-    for (event, link) in events.iter().zip(links) {
-        rows.push(format!(
-            "({}, {}, {}, {})",
-            placeholder(),
-            placeholder(),
-            placeholder(),
-            placeholder()
-        ));
-        values.push(event.id.into());
-        values.push(link.seq.into());
-        values.push(hex(&link.prev_hash).into());
-        values.push(hex(&link.hash).into());
-    }
-    let account = placeholder();
-    values.push(account_id.into());
-    let sql = format!(
-        "WITH v(id, seq, prev_hash, hash) AS (VALUES {}) \
-         UPDATE audit_events SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash \
-         FROM v WHERE audit_events.account_id = {account} AND audit_events.id = v.id",
-        rows.join(", ")
-    );
-    Statement::from_sql_and_values(backend, sql, values)
 }

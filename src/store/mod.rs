@@ -129,6 +129,23 @@ impl Tx {
     }
 }
 
+/// Writes as one PostgreSQL statement, `WITH write_0 AS (...), write_1 AS (...) SELECT 1`: each
+/// data-modifying WITH query runs exactly once, to completion, so several writes cost one round
+/// trip and commit together.
+fn combined(backend: DbBackend, writes: Vec<sea_orm::sea_query::SubQueryStatement>) -> Statement {
+    use sea_orm::sea_query::{Alias, CommonTableExpression, Expr, Query, WithClause};
+    let mut with = WithClause::new();
+    for (n, write) in writes.into_iter().enumerate() {
+        with.cte(
+            CommonTableExpression::new()
+                .query(write)
+                .table_name(Alias::new(format!("write_{n}")))
+                .to_owned(),
+        );
+    }
+    backend.build(&with.query(Query::select().expr(Expr::value(1)).to_owned()))
+}
+
 /// Authentication methods as stored: comma-separated (`pwd,otp`).
 fn amr_of(column: &str) -> Vec<String> {
     column

@@ -9,8 +9,7 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait,
     TransactionTrait,
     sea_query::{
-        Alias, CommonTableExpression, Expr, ExprTrait, InsertStatement, LockType, Order, Query,
-        SubQueryStatement, WithClause,
+        Alias, Expr, ExprTrait, InsertStatement, LockType, Order, Query, SubQueryStatement,
     },
 };
 use uuid::Uuid;
@@ -136,7 +135,7 @@ impl Store {
             .filter(membership::Column::UserId.eq(session.user_id))
             .into_query();
         let forget_failures = login_throttle::Entity::delete_by_id(session.user_id).into_query();
-        let audit = super::audit::append_statement(events);
+        let audit = super::audit::append_writes(events);
         let backend = self.backend();
         if backend == DbBackend::Postgres {
             let mut writes: Vec<SubQueryStatement> = vec![
@@ -145,26 +144,18 @@ impl Store {
                 last_login.into(),
                 forget_failures.into(),
             ];
-            writes.extend(audit.map(SubQueryStatement::from));
-            let mut with = WithClause::new();
-            for (n, write) in writes.into_iter().enumerate() {
-                with.cte(
-                    CommonTableExpression::new()
-                        .query(write)
-                        .table_name(Alias::new(format!("write_{n}")))
-                        .to_owned(),
-                );
-            }
-            let statement = with.query(Query::select().expr(Expr::value(1)).to_owned());
-            self.db.execute_raw(backend.build(&statement)).await?;
+            writes.extend(audit.into_iter().map(SubQueryStatement::from));
+            self.db
+                .execute_raw(super::combined(backend, writes))
+                .await?;
         } else {
             let txn = self.db.begin().await?;
             txn.execute_raw(backend.build(&session_insert)).await?;
             txn.execute_raw(backend.build(&refresh_insert)).await?;
             txn.execute_raw(backend.build(&last_login)).await?;
             txn.execute_raw(backend.build(&forget_failures)).await?;
-            if let Some(audit) = &audit {
-                txn.execute_raw(backend.build(audit)).await?;
+            for write in &audit {
+                txn.execute_raw(backend.build(write)).await?;
             }
             txn.commit().await?;
         }

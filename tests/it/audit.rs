@@ -1019,15 +1019,25 @@ async fn verification_finds_an_edited_and_a_deleted_event() {
     )
     .await;
     assert_eq!(verify(store, Some(id)).await.unwrap()[0].result, Ok(()));
+    // An event deleted: its link names an event that is gone.
     let seq = broken.seq + 4;
+    tamper(&server, "DELETE FROM audit_events WHERE target_id = 'f9'").await;
+    let gone = verify(store, None).await.unwrap();
+    let gone = gone.iter().find(|r| r.account_id == id).unwrap();
+    let broken = gone.result.clone().unwrap_err();
+    assert_eq!(
+        (broken.seq, broken.event_id),
+        (seq, Some(ids[9].parse().unwrap()))
+    );
+    assert!(broken.problem.contains("deleted"), "{broken}");
+    // An event deleted with its link: the position is missing.
     tamper(
         &server,
-        &format!("DELETE FROM audit_events WHERE seq = {seq} AND target_type = 'file'"),
+        &format!("DELETE FROM audit_links WHERE seq = {seq}"),
     )
     .await;
-    let gap = verify(store, None).await.unwrap();
-    let gap = gap.iter().find(|r| r.account_id == id).unwrap();
-    let broken = gap.result.clone().unwrap_err();
+    let gap = verify(store, Some(id)).await.unwrap().remove(0);
+    let broken = gap.result.unwrap_err();
     assert_eq!(broken.seq, seq);
     assert!(broken.problem.contains("missing"), "{broken}");
 }
@@ -1215,7 +1225,8 @@ mod pg_only {
 
         tamper(
             &server,
-            "UPDATE audit_events SET action = 'file.restored' WHERE seq = 4",
+            "UPDATE audit_events SET action = 'file.restored' \
+             WHERE id = (SELECT event_id FROM audit_links WHERE seq = 4)",
         )
         .await;
         let (status, out) = verify_command(&db, Some(&account.id)).await;

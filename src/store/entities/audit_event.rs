@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-/// One audit event; `seq`, `prev_hash` and `hash` are set once by the chainer.
+/// One audit event, never updated (its link is in `audit_links`).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "audit_events")]
 pub struct Model {
@@ -8,9 +8,6 @@ pub struct Model {
     pub account_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub seq: Option<i64>,
-    pub prev_hash: Option<String>,
-    pub hash: Option<String>,
     pub category: i16,
     pub action: String,
     pub actor_type: i16,

@@ -5,6 +5,8 @@ pub mod account;
 pub mod account_selection;
 pub mod audit_chain;
 pub mod audit_event;
+pub mod audit_link;
+pub mod audit_pending;
 pub mod group;
 pub mod group_member;
 pub mod idempotency_key;
