@@ -1,9 +1,10 @@
 //! The audit log.
 //!
 //! `audit_events` is append-only: a use case inserts its event in the unit of work of the change,
-//! with a row in `audit_pending` that tells the chainer it is not linked yet. The chainer gives it
-//! its link in `audit_links` (its position in the account's chain, its predecessor's hash and its
-//! own, hex SHA-256) and removes it from `audit_pending`: no event row is ever updated.
+//! with a row in `audit_pending` (the event's id and the digest of its content) that tells the
+//! chainer it is not linked yet. The chainer gives it its link in `audit_links` (its position in
+//! the account's chain, its predecessor's hash and its own, hex SHA-256) and removes it from
+//! `audit_pending`: no event row is ever updated.
 //! `audit_chains` holds each account's chain head (the last position and hash) and the floor
 //! retention left (the last deleted position and hash). `leases` lets one replica at a time run
 //! a periodic job.
@@ -77,6 +78,10 @@ impl MigrationTrait for Migration {
                     .table("audit_pending")
                     .col(uuid("account_id"))
                     .col(uuid("event_id"))
+                    // The digest of the event's content when it was written: the chainer links
+                    // it without reading the event back, and an event edited before it is
+                    // linked no longer matches its link.
+                    .col(string_len("digest", 64))
                     .primary_key(Index::create().col("account_id").col("event_id"))
                     .to_owned(),
             )

@@ -331,7 +331,7 @@ fn fingerprint(account_id: Uuid, events: &[Recorded]) -> String {
             source: String::new(),
         };
         h.update([u8::from(event.time.is_some())]);
-        h.update(rules::link_hash(&rules::GENESIS, 0, &canonical));
+        h.update(rules::digest(&canonical));
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -492,13 +492,12 @@ fn optional(hasher: &mut Sha256, value: Option<&str>) {
     }
 }
 
-/// The hash of `event` at position `seq` after `prev`: every field, length-prefixed, in a fixed
-/// order, so no two different events (or positions) share an encoding.
-pub fn link_hash(prev: &Hash, seq: i64, event: &Event) -> Hash {
+/// The digest of an event's content: every field, length-prefixed, in a fixed order, so no two
+/// different events share an encoding. Computed when the event is written, and again by
+/// verification from what is stored.
+pub fn digest(event: &Event) -> Hash {
     let mut h = Sha256::new();
-    h.update(b"identity.audit.v1");
-    h.update(prev);
-    h.update(seq.to_be_bytes());
+    h.update(b"identity.audit.event.v1");
     h.update(event.id.as_bytes());
     h.update(event.account_id.as_bytes());
     h.update(event.category.number().to_be_bytes());
@@ -534,17 +533,35 @@ pub fn link_hash(prev: &Hash, seq: i64, event: &Event) -> Hash {
     h.finalize().into()
 }
 
-/// Chains `events` (in the order given) after `head`; returns their links and the new head.
-pub fn chain(head: ChainHead, events: &[Event]) -> (Vec<Link>, ChainHead) {
+/// The hash of the link at position `seq` after `prev` to the event `event_id` with `digest`.
+pub fn link_hash(prev: &Hash, seq: i64, event_id: Uuid, digest: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update(b"identity.audit.link.v1");
+    h.update(prev);
+    h.update(seq.to_be_bytes());
+    h.update(event_id.as_bytes());
+    h.update(digest);
+    h.finalize().into()
+}
+
+/// An event waiting for its link: its id and the digest of its content when it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    pub event_id: Uuid,
+    pub digest: Hash,
+}
+
+/// Chains `queued` events (in the order given) after `head`; returns their links and the new head.
+pub fn chain(head: ChainHead, queued: &[Queued]) -> (Vec<Link>, ChainHead) {
     let mut head = head;
-    let links = events
+    let links = queued
         .iter()
-        .map(|event| {
+        .map(|queued| {
             let seq = head.seq + 1;
-            let hash = link_hash(&head.hash, seq, event);
+            let hash = link_hash(&head.hash, seq, queued.event_id, &queued.digest);
             let link = Link {
                 seq,
-                event_id: event.id,
+                event_id: queued.event_id,
                 prev_hash: head.hash,
                 hash,
             };
@@ -636,7 +653,7 @@ impl ChainCheck {
                 "its predecessor's hash does not match the predecessor",
             ));
         }
-        if link_hash(&self.hash, link.seq, event) != link.hash {
+        if link_hash(&self.hash, link.seq, event.id, &digest(event)) != link.hash {
             return Err(self.broken(
                 link.seq,
                 Some(event.id),
@@ -705,11 +722,21 @@ mod tests {
             )
     }
 
+    fn queued(events: &[Event]) -> Vec<Queued> {
+        events
+            .iter()
+            .map(|event| Queued {
+                event_id: event.id,
+                digest: digest(event),
+            })
+            .collect()
+    }
+
     #[test]
     fn a_chain_verifies_and_any_edit_or_removal_breaks_it() {
         let account = Uuid::from_u128(7);
         let events: Vec<Event> = (0..5).map(event).collect();
-        let (links, head) = chain(ChainHead::new(), &events);
+        let (links, head) = chain(ChainHead::new(), &queued(&events));
         let verify = |events: &[(Event, Link)]| {
             let mut check = ChainCheck::new(account, &ChainHead::new());
             for (event, link) in events {
@@ -741,7 +768,12 @@ mod tests {
         // A rewritten event with a recomputed hash still fails at its successor.
         let mut forged = pairs;
         forged[1].0.actor.display = "someone else".to_owned();
-        forged[1].1.hash = link_hash(&forged[1].1.prev_hash, 2, &forged[1].0);
+        forged[1].1.hash = link_hash(
+            &forged[1].1.prev_hash,
+            2,
+            forged[1].0.id,
+            &digest(&forged[1].0),
+        );
         assert_eq!(verify(&forged).unwrap_err().seq, 3);
     }
 
@@ -749,7 +781,7 @@ mod tests {
     fn a_purged_prefix_leaves_a_chain_that_verifies_from_its_floor() {
         let account = Uuid::from_u128(7);
         let events: Vec<Event> = (0..6).map(event).collect();
-        let (links, mut head) = chain(ChainHead::new(), &events);
+        let (links, mut head) = chain(ChainHead::new(), &queued(&events));
         let times: Vec<(i64, DateTime<Utc>)> = links
             .iter()
             .zip(&events)
@@ -777,7 +809,7 @@ mod tests {
     #[test]
     fn every_field_is_in_the_hash() {
         let base = event(1);
-        let hash = link_hash(&GENESIS, 1, &base);
+        let hash = digest(&base);
         type Edit = Box<dyn Fn(&mut Event)>;
         let variants: Vec<Edit> = vec![
             Box::new(|e| e.origin.ip_address = "10.0.0.1".to_owned()),
@@ -795,9 +827,11 @@ mod tests {
         for change in variants {
             let mut edited = base.clone();
             change(&mut edited);
-            assert_ne!(link_hash(&GENESIS, 1, &edited), hash, "{edited:?}");
+            assert_ne!(digest(&edited), hash, "{edited:?}");
         }
-        assert_ne!(link_hash(&GENESIS, 2, &base), hash);
+        let link = link_hash(&GENESIS, 1, base.id, &hash);
+        assert_ne!(link_hash(&GENESIS, 2, base.id, &hash), link);
+        assert_ne!(link_hash(&link, 1, base.id, &hash), link);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use super::entities::{audit_chain, audit_event, audit_link, audit_pending, lease
 use super::pagination::keyset_after;
 use super::{Store, Tx};
 use crate::domain::audit::{
-    ActorKind, Category, ChainHead, Change, Event, EventActor, GENESIS, Hash, Link, Origin, Target,
+    ActorKind, Category, ChainHead, Change, Event, EventActor, GENESIS, Hash, Link, Origin, Queued,
+    Target, digest,
 };
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::page::After;
@@ -142,6 +143,7 @@ pub fn append_writes(events: &[Event]) -> Vec<InsertStatement> {
     let pending = events.iter().map(|event| audit_pending::ActiveModel {
         account_id: Set(event.account_id),
         event_id: Set(event.id),
+        digest: Set(hex(&digest(event))),
     });
     vec![
         sea_orm::Insert::many(events.iter().map(model)).into_query(),
@@ -319,32 +321,31 @@ impl Store {
             .await?)
     }
 
-    /// Links up to `limit` of the account's queued events after its head, in id order, and
-    /// moves the head on; returns how many it linked. The head row is locked for the unit of
+    /// Links up to `limit` of the account's queued events after its head, in id order, from the
+    /// digests they were queued with (the events are not read), and moves the head on; returns
+    /// how many it linked. The head row is locked for the unit of
     /// work, so two chainers (two replicas) take turns and never fork the chain; only chainers
     /// and retention take that lock, never a request.
     pub async fn chain_events(&self, account_id: Uuid, limit: u64) -> DomainResult<usize> {
         let tx = self.begin().await?;
         let conn = tx.conn();
         let head = lock_head(conn, account_id).await?;
-        let queued: Vec<Uuid> = audit_pending::Entity::find()
-            .select_only()
-            .column(audit_pending::Column::EventId)
+        let queued: Vec<Queued> = audit_pending::Entity::find()
             .filter(audit_pending::Column::AccountId.eq(account_id))
             .order_by_asc(audit_pending::Column::EventId)
             .limit(limit)
-            .into_tuple()
             .all(conn)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|row| Queued {
+                event_id: row.event_id,
+                digest: unhex(&row.digest),
+            })
+            .collect();
         if queued.is_empty() {
             return Ok(0);
         }
-        // In id order; an event deleted before it was linked has nothing to link.
-        let events: Vec<Event> = events_by_id(conn, account_id, &queued)
-            .await?
-            .into_values()
-            .collect();
-        let (links, new_head) = crate::domain::audit::chain(head, &events);
+        let (links, new_head) = crate::domain::audit::chain(head, &queued);
         for chunk in links.chunks(CHUNK) {
             audit_link::Entity::insert_many(chunk.iter().map(|link| audit_link::ActiveModel {
                 account_id: Set(account_id),
@@ -359,7 +360,7 @@ impl Store {
         for chunk in queued.chunks(CHUNK) {
             audit_pending::Entity::delete_many()
                 .filter(audit_pending::Column::AccountId.eq(account_id))
-                .filter(audit_pending::Column::EventId.is_in(chunk.iter().copied()))
+                .filter(audit_pending::Column::EventId.is_in(chunk.iter().map(|q| q.event_id)))
                 .exec(conn)
                 .await?;
         }
@@ -370,7 +371,7 @@ impl Store {
             .exec(conn)
             .await?;
         tx.commit().await?;
-        Ok(events.len())
+        Ok(queued.len())
     }
 
     /// The accounts that have a chain, in id order, after `after`.

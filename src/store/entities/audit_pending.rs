@@ -8,6 +8,8 @@ pub struct Model {
     pub account_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub event_id: Uuid,
+    /// Hex SHA-256 of the event's content when it was written.
+    pub digest: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
