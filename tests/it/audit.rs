@@ -308,7 +308,7 @@ async fn account_and_user_management_events_name_actor_target_and_changes() {
     );
 
     // Newest first, every event of this account, ids unique.
-    let times: Vec<_> = events.iter().map(|e| e.time.clone().unwrap()).collect();
+    let times: Vec<_> = events.iter().map(|e| e.time.unwrap()).collect();
     assert!(
         times
             .windows(2)
