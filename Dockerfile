@@ -7,13 +7,17 @@
 #   docker run --rm identity:dev migrate                      # any subcommand: serve | migrate | keygen | hash-token
 #
 # Build args (all optional) feed the OCI labels: VERSION, REVISION (git sha), CREATED (RFC 3339), SOURCE.
+# BUILDER_IMAGE and RUNTIME_IMAGE name the base images; pin them by digest for reproducible builds,
+# e.g. --build-arg RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot@sha256:<digest> (the digest
+# from `docker buildx imagetools inspect gcr.io/distroless/cc-debian12:nonroot`).
 
-ARG RUST_VERSION=1.95
+ARG BUILDER_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 ###############################################################################
 # Stage 1: builder
 ###############################################################################
-FROM rust:${RUST_VERSION}-bookworm AS builder
+FROM ${BUILDER_IMAGE} AS builder
 
 # bash with pipefail: a pipeline in a RUN fails when any command in it fails, not only the last.
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -66,7 +70,7 @@ RUN set -eux; \
 ###############################################################################
 # distroless/cc: glibc + libgcc + ca-certificates + tzdata, no shell, no package manager. Same Debian 12
 # (bookworm) glibc as the builder, so the dynamically linked binary runs as is.
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 
 ARG VERSION=0.1.0
 ARG REVISION=unknown
