@@ -336,8 +336,23 @@ fn fingerprint(account_id: Uuid, events: &[Recorded]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Chains every account's unchained events until none is left; returns how many it chained.
+/// Where each account's queue was linked up to (its last linked event id), and when it was last
+/// read from the start. A pass reads the queue from the watermark, past the entries it deleted
+/// (an index keeps those until a vacuum); it reads from the start when nothing is queued after the
+/// watermark, and at least every `FULL_SCAN_EVERY`, so an event committed late with an earlier id
+/// waits no longer than that even while writes keep coming.
+#[derive(Debug, Default)]
+pub struct Watermarks(std::collections::HashMap<Uuid, (Uuid, std::time::Instant)>);
+
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(5);
+
+/// Links every account's queued events until none is left; returns how many it linked.
 pub async fn chain_pending(store: &Store) -> DomainResult<usize> {
+    chain_pending_from(store, &mut Watermarks::default()).await
+}
+
+/// `chain_pending`, reading each account's queue from its watermark.
+pub async fn chain_pending_from(store: &Store, marks: &mut Watermarks) -> DomainResult<usize> {
     let mut total = 0;
     loop {
         let accounts = store.unchained_accounts(100).await?;
@@ -345,7 +360,23 @@ pub async fn chain_pending(store: &Store) -> DomainResult<usize> {
             return Ok(total);
         }
         for account_id in accounts {
-            total += store.chain_events(account_id, CHAIN_BATCH).await?;
+            let known = marks.0.get(&account_id).copied();
+            let from = known
+                .filter(|(_, full)| full.elapsed() < FULL_SCAN_EVERY)
+                .map(|(mark, _)| mark);
+            let (mut linked, mut last) = store.chain_events(account_id, from, CHAIN_BATCH).await?;
+            let mut full = from.is_none();
+            if linked == 0 && from.is_some() {
+                (linked, last) = store.chain_events(account_id, None, CHAIN_BATCH).await?;
+                full = true;
+            }
+            let now = std::time::Instant::now();
+            let (mark, full_at) = known.unwrap_or((Uuid::nil(), now));
+            let mark = last.map_or(mark, |last| mark.max(last));
+            marks
+                .0
+                .insert(account_id, (mark, if full { now } else { full_at }));
+            total += linked;
         }
     }
 }
@@ -354,8 +385,9 @@ pub async fn chain_pending(store: &Store) -> DomainResult<usize> {
 /// `CHAIN_EVERY` for the other replicas', until `stop` turns true.
 pub fn spawn_chainer(store: Store, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut marks = Watermarks::default();
         loop {
-            if let Err(error) = chain_pending(&store).await {
+            if let Err(error) = chain_pending_from(&store, &mut marks).await {
                 tracing::warn!(error = %error, "chaining audit events failed; retrying");
             }
             tokio::select! {
@@ -365,7 +397,7 @@ pub fn spawn_chainer(store: Store, mut stop: watch::Receiver<bool>) -> tokio::ta
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
                         // What was appended before the stop is chained before leaving.
-                        let _ = chain_pending(&store).await;
+                        let _ = chain_pending_from(&store, &mut marks).await;
                         break;
                     }
                 }

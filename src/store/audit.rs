@@ -321,17 +321,26 @@ impl Store {
             .await?)
     }
 
-    /// Links up to `limit` of the account's queued events after its head, in id order, from the
-    /// digests they were queued with (the events are not read), and moves the head on; returns
-    /// how many it linked. The head row is locked for the unit of
+    /// Links up to `limit` of the account's queued events (those after event id `after`, when
+    /// given) after its head, in id order, from the digests they were queued with (the events
+    /// are not read), and moves the head on; returns how many it linked and the last one's id. The head row is locked for the unit of
     /// work, so two chainers (two replicas) take turns and never fork the chain; only chainers
     /// and retention take that lock, never a request.
-    pub async fn chain_events(&self, account_id: Uuid, limit: u64) -> DomainResult<usize> {
+    pub async fn chain_events(
+        &self,
+        account_id: Uuid,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> DomainResult<(usize, Option<Uuid>)> {
         let tx = self.begin().await?;
         let conn = tx.conn();
         let head = lock_head(conn, account_id).await?;
-        let queued: Vec<Queued> = audit_pending::Entity::find()
-            .filter(audit_pending::Column::AccountId.eq(account_id))
+        let mut query =
+            audit_pending::Entity::find().filter(audit_pending::Column::AccountId.eq(account_id));
+        if let Some(after) = after {
+            query = query.filter(audit_pending::Column::EventId.gt(after));
+        }
+        let queued: Vec<Queued> = query
             .order_by_asc(audit_pending::Column::EventId)
             .limit(limit)
             .all(conn)
@@ -342,9 +351,9 @@ impl Store {
                 digest: unhex(&row.digest),
             })
             .collect();
-        if queued.is_empty() {
-            return Ok(0);
-        }
+        let Some(last) = queued.last().map(|q| q.event_id) else {
+            return Ok((0, None));
+        };
         let (links, new_head) = crate::domain::audit::chain(head, &queued);
         for chunk in links.chunks(CHUNK) {
             audit_link::Entity::insert_many(chunk.iter().map(|link| audit_link::ActiveModel {
@@ -371,7 +380,7 @@ impl Store {
             .exec(conn)
             .await?;
         tx.commit().await?;
-        Ok(queued.len())
+        Ok((queued.len(), Some(last)))
     }
 
     /// The accounts that have a chain, in id order, after `after`.

@@ -1241,3 +1241,108 @@ mod pg_only {
         assert!(out.contains("edited"), "{out}");
     }
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_request_id_and_a_trusted_proxy_gives_the_address() {
+    let server = TestServer::start_on(Arc::new(TestDb::new().await), |config| {
+        config.client_ip_header = Some("x-forwarded-for".to_owned());
+    })
+    .await;
+    let get = |request_id: Option<&str>, forwarded: Option<&str>| {
+        let mut request = with_token(
+            OPERATOR,
+            proto::CreateAccountRequest {
+                name: "Acme".into(),
+                administrator_email: format!("{}@acme.test", Uuid::now_v7().simple()),
+                ..Default::default()
+            },
+        );
+        if let Some(id) = request_id {
+            request
+                .metadata_mut()
+                .insert("x-request-id", id.parse().unwrap());
+        }
+        if let Some(forwarded) = forwarded {
+            request
+                .metadata_mut()
+                .insert("x-forwarded-for", forwarded.parse().unwrap());
+        }
+        let mut accounts = server.accounts();
+        async move {
+            let response = accounts.create_account(request).await.unwrap();
+            let echoed = response
+                .metadata()
+                .get("x-request-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (response.into_inner().account.unwrap().id, echoed)
+        }
+    };
+    let (first, echoed) = get(
+        Some("support-ticket-4711"),
+        Some("198.51.100.7, 203.0.113.9"),
+    )
+    .await;
+    assert_eq!(echoed, "support-ticket-4711");
+    let (second, made) = get(None, Some("not an address")).await;
+    assert!(Uuid::parse_str(&made).is_ok(), "{made}");
+    let (_, replaced) = get(Some(&"x".repeat(200)), None).await;
+    assert!(
+        Uuid::parse_str(&replaced).is_ok(),
+        "a 200-character id is replaced: {replaced}"
+    );
+
+    let created = newest(&all_events(&server, &first).await, "account.created").clone();
+    assert_eq!(created.request_id, "support-ticket-4711");
+    assert_eq!(
+        created.ip_address, "203.0.113.9",
+        "the address the proxy appended"
+    );
+    let created = newest(&all_events(&server, &second).await, "account.created").clone();
+    assert_eq!(created.request_id, made);
+    assert_eq!(
+        created.ip_address, "127.0.0.1",
+        "no usable header: the peer"
+    );
+}
+
+#[tokio::test]
+async fn an_event_committed_late_with_an_earlier_id_is_still_linked() {
+    use identity::app::audit::{Watermarks, chain_pending_from};
+    use identity::domain::audit::{Draft, EventActor};
+    let server = server().await;
+    let (account, _) = server.create_account("Acme", "ada@acme.test").await;
+    let id: Uuid = account.id.parse().unwrap();
+    let store = &server.app.store;
+    let mut marks = Watermarks::default();
+    record(
+        &server,
+        DAM,
+        &account.id,
+        vec![dam_event("file.renamed", "a"); 3],
+        "",
+    )
+    .await
+    .unwrap();
+    chain_pending_from(store, &mut marks).await.unwrap();
+    // An event whose id sorts before everything linked so far, as one generated early and
+    // committed late would.
+    let mut late = Draft::new("group.created", EventActor::system()).into_event(
+        id,
+        &Default::default(),
+        chrono::Utc::now(),
+    );
+    late.id = Uuid::from_u128(1);
+    let tx = store.begin().await.unwrap();
+    tx.append_audit(&[late]).await.unwrap();
+    tx.commit().await.unwrap();
+    // Linked by this chainer (or by the server's own, whose watermark is past it too).
+    chain_pending_from(store, &mut marks).await.unwrap();
+    let report = verify(store, Some(id)).await.unwrap().remove(0);
+    assert_eq!(
+        (report.result, report.checked, report.unchained),
+        (Ok(()), 6, 0)
+    );
+}
