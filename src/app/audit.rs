@@ -370,6 +370,16 @@ pub async fn chain_pending_from(store: &Store, marks: &mut Watermarks) -> Domain
                 (linked, last) = store.chain_events(account_id, None, CHAIN_BATCH).await?;
                 full = true;
             }
+            // Drain the account's queue from there before asking which accounts have one again.
+            let mut batch = linked;
+            while batch as u64 == CHAIN_BATCH {
+                let Some(after) = last else { break };
+                let (more, more_last) = store
+                    .chain_events(account_id, Some(after), CHAIN_BATCH)
+                    .await?;
+                (batch, last) = (more, more_last.or(last));
+                linked += more;
+            }
             let now = std::time::Instant::now();
             let (mark, full_at) = known.unwrap_or((Uuid::nil(), now));
             let mark = last.map_or(mark, |last| mark.max(last));
