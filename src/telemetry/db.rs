@@ -188,29 +188,35 @@ fn statements(sql: &str) -> Vec<&str> {
     parts
 }
 
-/// The offset of the parenthesis that closes the one at `open`.
-fn closing_paren(sql: &str, open: usize) -> Option<usize> {
-    let bytes = sql.as_bytes();
+/// The bytes of `sql` from `from` on that stand outside quoted identifiers and string literals,
+/// each with its offset and the parenthesis depth (relative to `from`) after it is read.
+fn unquoted(sql: &str, from: usize) -> impl Iterator<Item = (usize, u8, usize)> + '_ {
     let mut depth = 0usize;
     let mut quote: Option<u8> = None;
-    for (i, &b) in bytes.iter().enumerate().skip(open) {
-        match quote {
-            Some(q) if b == q => quote = None,
-            Some(_) => {}
-            None => match b {
-                b'"' | b'\'' | b'`' => quote = Some(b),
-                b'(' => depth += 1,
-                b')' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return Some(i);
-                    }
-                }
-                _ => {}
-            },
-        }
-    }
-    None
+    sql.bytes()
+        .enumerate()
+        .skip(from)
+        .filter_map(move |(i, b)| {
+            match quote {
+                Some(q) if b == q => quote = None,
+                Some(_) => {}
+                None => match b {
+                    b'"' | b'\'' | b'`' => quote = Some(b),
+                    b'(' => depth += 1,
+                    b')' => depth = depth.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            // An opening quote is not itself outside the quotes; a closing one ends them.
+            (quote.is_none() && !matches!(b, b'"' | b'\'' | b'`')).then_some((i, b, depth))
+        })
+}
+
+/// The offset of the parenthesis that closes the one at `open`.
+fn closing_paren(sql: &str, open: usize) -> Option<usize> {
+    unquoted(sql, open)
+        .find(|&(_, b, depth)| b == b')' && depth == 0)
+        .map(|(i, _, _)| i)
 }
 
 /// The table a statement reads or writes first, outside any subquery: what follows `FROM`
@@ -236,33 +242,19 @@ fn target(operation: &str, sql: &str) -> Option<String> {
 /// quoted identifiers and string literals.
 fn after_top_level_keyword(sql: &str, keyword: &str) -> Option<usize> {
     let bytes = sql.as_bytes();
-    let mut depth = 0usize;
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match quote {
-            Some(q) if b == q => quote = None,
-            Some(_) => {}
-            None => match b {
-                b'"' | b'\'' | b'`' => quote = Some(b),
-                b'(' => depth += 1,
-                b')' => depth = depth.saturating_sub(1),
-                _ if depth == 0
-                    && (i == 0 || !is_word(bytes[i - 1]))
-                    && sql
-                        .get(i..i + keyword.len())
-                        .is_some_and(|word| word.eq_ignore_ascii_case(keyword))
-                    && bytes.get(i + keyword.len()).is_none_or(|b| !is_word(*b)) =>
-                {
-                    return Some(i + keyword.len());
-                }
-                _ => {}
-            },
-        }
-        i += 1;
-    }
-    None
+    unquoted(sql, 0)
+        .find(|&(i, b, depth)| {
+            // A keyword starts with a letter, never with a parenthesis, so the depth after the
+            // byte is the depth at it.
+            depth == 0
+                && b.is_ascii_alphabetic()
+                && (i == 0 || !is_word(bytes[i - 1]))
+                && sql
+                    .get(i..i + keyword.len())
+                    .is_some_and(|word| word.eq_ignore_ascii_case(keyword))
+                && bytes.get(i + keyword.len()).is_none_or(|b| !is_word(*b))
+        })
+        .map(|(i, _, _)| i + keyword.len())
 }
 
 fn is_word(b: u8) -> bool {
