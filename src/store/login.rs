@@ -68,14 +68,16 @@ fn sort_by_account_name(memberships: &mut [ActiveMembership]) {
     });
 }
 
-async fn set_password(
+/// Sets one column of a person's row and moves the row's version (its etag) on.
+async fn update_person(
     conn: &impl ConnectionTrait,
     user_id: Uuid,
-    hash: &str,
+    column: user::Column,
+    value: sea_orm::Value,
     now: DateTime<Utc>,
 ) -> DomainResult<()> {
     user::Entity::update_many()
-        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .col_expr(column, Expr::value(value))
         .col_expr(
             user::Column::Version,
             Expr::col(user::Column::Version).add(1),
@@ -85,6 +87,15 @@ async fn set_password(
         .exec(conn)
         .await?;
     Ok(())
+}
+
+async fn set_password(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    update_person(conn, user_id, user::Column::PasswordHash, hash.into(), now).await
 }
 
 impl Store {
@@ -232,17 +243,7 @@ async fn set_mfa(
     enabled: bool,
     now: DateTime<Utc>,
 ) -> DomainResult<()> {
-    user::Entity::update_many()
-        .col_expr(user::Column::MfaEnabled, Expr::value(enabled))
-        .col_expr(
-            user::Column::Version,
-            Expr::col(user::Column::Version).add(1),
-        )
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
-        .filter(user::Column::Id.eq(user_id))
-        .exec(conn)
-        .await?;
-    Ok(())
+    update_person(conn, user_id, user::Column::MfaEnabled, enabled.into(), now).await
 }
 
 impl Tx {
