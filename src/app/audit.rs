@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::idempotent;
 use crate::clock::SharedClock;
-use crate::domain::actor::{Actor, Requirement, Scope};
+use crate::domain::actor::{Actor, Callers, Requirement, Scope};
 use crate::domain::audit::{self as rules, Category, ChainCheck, Draft, Event, Origin};
 use crate::domain::error::{DomainError, DomainResult, Violations, reason};
 use crate::domain::page::{After, ListQuery, Page, PageTokens};
@@ -223,18 +224,13 @@ impl Audit {
         events: Vec<Recorded>,
         request_id: Option<String>,
     ) -> DomainResult<Vec<Uuid>> {
+        // The gate admitted only such callers; the use case holds to it on its own too.
+        actor.admitted_by(Callers::Services(&[Scope::AuditWrite]))?;
         let Actor::Service(service) = actor else {
-            return Err(DomainError::permission_denied(
-                reason::PERMISSION_MISSING,
-                "only services record audit events",
-            ));
+            return Err(DomainError::internal(anyhow::anyhow!(
+                "a service was admitted"
+            )));
         };
-        if !service.scopes.contains(&Scope::AuditWrite) {
-            return Err(DomainError::permission_denied(
-                reason::SCOPE_MISSING,
-                "recording audit events needs the scope `audit.write`",
-            ));
-        }
         let now = self.clock.now();
         let count = events.len();
         let key = request_id.as_ref().map(|request_id| Idempotency {
@@ -242,67 +238,51 @@ impl Audit {
             request_id: request_id.clone(),
             fingerprint: fingerprint(account_id, &events),
         });
-        if let Some(key) = &key
-            && let Some(first) = self.store.replay(key, now).await?
-        {
-            let first = Uuid::parse_str(&first).map_err(DomainError::internal)?;
-            return Ok(batch_ids(first, count));
-        }
-        let origin = Origin {
-            request_id: request_id.clone().unwrap_or_default(),
-            ..origin()
-        };
-        let first = Uuid::from_u128(Uuid::now_v7().as_u128() & !0x3ff);
-        let ids = batch_ids(first, count);
-        let mut stored = Vec::with_capacity(count);
-        let mut v = Violations::new();
-        for (i, (event, id)) in events.into_iter().zip(&ids).enumerate() {
-            let Some(time) = v.check_at(
-                || format!("events[{i}].time"),
-                rules::recorded_time(event.time, now),
-            ) else {
-                continue;
-            };
-            stored.push(Event {
-                id: *id,
-                account_id,
-                category: Category::MediaLibrary,
-                action: event.action,
-                actor: event.actor,
-                target: event.target,
-                origin: Origin {
-                    ip_address: event.ip_address,
-                    user_agent: event.user_agent,
-                    request_id: origin.request_id.clone(),
-                },
-                metadata: event.metadata,
-                changes: event.changes,
-                time,
-                source: service.name.clone(),
-            });
-        }
-        v.finish()?;
-        if self.store.account(account_id).await?.is_none() {
-            return Err(crate::domain::accounts::account_not_found());
-        }
-        let tx = self.store.begin().await?;
-        if let Some(key) = &key {
-            match tx.record_request(key, &first.to_string(), now).await {
-                Ok(()) => {}
-                Err(err) if crate::store::idempotency::is_conflict(&err) => {
-                    drop(tx);
-                    let first = self.store.replay(key, now).await?.ok_or_else(|| {
-                        DomainError::internal(anyhow::anyhow!("lost the idempotency key"))
-                    })?;
-                    let first = Uuid::parse_str(&first).map_err(DomainError::internal)?;
-                    return Ok(batch_ids(first, count));
-                }
-                Err(err) => return Err(err),
+        // A retry answers the ids of the first request, from its first one.
+        let replay = |first: Uuid| async move { Ok(batch_ids(first, count)) };
+        idempotent(&self.store, key.as_ref(), now, replay, async {
+            let first = Uuid::from_u128(Uuid::now_v7().as_u128() & !0x3ff);
+            let ids = batch_ids(first, count);
+            let mut stored = Vec::with_capacity(count);
+            let mut v = Violations::new();
+            for (i, (event, id)) in events.into_iter().zip(&ids).enumerate() {
+                let Some(time) = v.check_at(
+                    || format!("events[{i}].time"),
+                    rules::recorded_time(event.time, now),
+                ) else {
+                    continue;
+                };
+                stored.push(Event {
+                    id: *id,
+                    account_id,
+                    category: Category::MediaLibrary,
+                    action: event.action,
+                    actor: event.actor,
+                    target: event.target,
+                    origin: Origin {
+                        ip_address: event.ip_address,
+                        user_agent: event.user_agent,
+                        request_id: request_id.clone().unwrap_or_default(),
+                    },
+                    metadata: event.metadata,
+                    changes: event.changes,
+                    time,
+                    source: service.name.clone(),
+                });
             }
-        }
-        tx.append_audit(&stored).await?;
-        tx.commit().await?;
-        Ok(ids)
+            v.finish()?;
+            if self.store.account(account_id).await?.is_none() {
+                return Err(crate::domain::accounts::account_not_found());
+            }
+            let tx = self.store.begin().await?;
+            if let Some(key) = &key {
+                tx.record_request(key, &first.to_string(), now).await?;
+            }
+            tx.append_audit(&stored).await?;
+            tx.commit().await?;
+            Ok(ids)
+        })
+        .await
     }
 }
 
