@@ -196,7 +196,7 @@ impl Tx {
 
 /// The events of `account_id` with these ids, by id.
 async fn events_by_id(
-    conn: &DatabaseTransaction,
+    conn: &impl ConnectionTrait,
     account_id: Uuid,
     ids: &[Uuid],
 ) -> DomainResult<BTreeMap<Uuid, Event>> {
@@ -412,20 +412,19 @@ impl Store {
         (after, through): (i64, i64),
         limit: u64,
     ) -> DomainResult<Vec<(Link, Option<Event>)>> {
-        let tx = self.begin().await?;
         let links: Vec<Link> = audit_link::Entity::find()
             .filter(audit_link::Column::AccountId.eq(account_id))
             .filter(audit_link::Column::Seq.gt(after))
             .filter(audit_link::Column::Seq.lte(through))
             .order_by_asc(audit_link::Column::Seq)
             .limit(limit)
-            .all(tx.conn())
+            .all(self.connection())
             .await?
             .into_iter()
             .map(link_of)
             .collect();
         let ids: Vec<Uuid> = links.iter().map(|link| link.event_id).collect();
-        let mut events = events_by_id(tx.conn(), account_id, &ids).await?;
+        let mut events = events_by_id(self.connection(), account_id, &ids).await?;
         Ok(links
             .into_iter()
             .map(|link| {
@@ -455,14 +454,15 @@ impl Store {
     ) -> DomainResult<u64> {
         let tx = self.begin().await?;
         let conn = tx.conn();
-        if audit_chain::Entity::find_by_id(account_id)
+        // No head: nothing of this account was ever linked (and none is made here).
+        let Some(head) = audit_chain::Entity::find_by_id(account_id)
+            .lock_exclusive()
             .one(conn)
             .await?
-            .is_none()
-        {
+            .map(head_of)
+        else {
             return Ok(0);
-        }
-        let head = lock_head(conn, account_id).await?;
+        };
         let links: Vec<Link> = audit_link::Entity::find()
             .filter(audit_link::Column::AccountId.eq(account_id))
             .filter(audit_link::Column::Seq.gt(head.floor_seq))
