@@ -57,7 +57,7 @@ fn forwarded_token_refused(refusal: Refusal) -> DomainError {
 /// Where the call came from, for the session record.
 /// The client of the request being handled, as the authentication layer resolved it (the
 /// trusted proxy's address header when configured, else the peer; the User-Agent).
-fn client<T>(_request: &Request<T>) -> Client {
+fn client() -> Client {
     let origin = crate::app::audit::origin();
     let some = |s: String| (!s.is_empty()).then_some(s);
     Client {
@@ -113,7 +113,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::LoginRequest>,
     ) -> Result<Response<proto::LoginResponse>, Status> {
-        let client = client(&request);
+        let client = client();
         let login = PasswordLogin::try_from(request.into_inner())?;
         let outcome = self
             .auth
@@ -138,7 +138,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::LoginWithGoogleRequest>,
     ) -> Result<Response<proto::LoginWithGoogleResponse>, Status> {
-        let client = client(&request);
+        let client = client();
         let login = GoogleLogin::try_from(request.into_inner())?;
         let outcome = self
             .auth
@@ -163,7 +163,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::VerifyMfaChallengeRequest>,
     ) -> Result<Response<proto::VerifyMfaChallengeResponse>, Status> {
-        let client = client(&request);
+        let client = client();
         let entry = CodeEntry::try_from(request.into_inner())?;
         let outcome = self
             .auth
@@ -199,7 +199,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::SelectAccountRequest>,
     ) -> Result<Response<proto::SelectAccountResponse>, Status> {
-        let client = client(&request);
+        let client = client();
         let choice = AccountChoice::try_from(request.into_inner())?;
         let issued = self
             .auth
@@ -232,7 +232,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<proto::AcceptInvitationRequest>,
     ) -> Result<Response<proto::AcceptInvitationResponse>, Status> {
-        let client = client(&request);
+        let client = client();
         let acceptance = Acceptance::try_from(request.into_inner())?;
         let (member, issued) = self
             .auth
