@@ -226,24 +226,6 @@ impl Store {
     ) -> DomainResult<()> {
         set_password(&self.db, user_id, hash, now).await
     }
-
-    pub async fn set_mfa_enabled(
-        &self,
-        user_id: Uuid,
-        enabled: bool,
-        now: DateTime<Utc>,
-    ) -> DomainResult<()> {
-        set_mfa(&self.db, user_id, enabled, now).await
-    }
-}
-
-async fn set_mfa(
-    conn: &impl ConnectionTrait,
-    user_id: Uuid,
-    enabled: bool,
-    now: DateTime<Utc>,
-) -> DomainResult<()> {
-    update_person(conn, user_id, user::Column::MfaEnabled, enabled.into(), now).await
 }
 
 impl Tx {
@@ -254,7 +236,14 @@ impl Tx {
         enabled: bool,
         now: DateTime<Utc>,
     ) -> DomainResult<()> {
-        set_mfa(self.conn(), user_id, enabled, now).await
+        update_person(
+            self.conn(),
+            user_id,
+            user::Column::MfaEnabled,
+            enabled.into(),
+            now,
+        )
+        .await
     }
 
     /// The accounts where the person is an ACTIVE member, read inside the unit of work.

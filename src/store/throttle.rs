@@ -179,18 +179,6 @@ impl Store {
         Ok(Attempt::refused(locked_until, now))
     }
 
-    /// An admitted attempt's password did not match.
-    pub async fn record_login_failure(
-        &self,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> DomainResult<()> {
-        self.db
-            .execute_raw(self.backend().build(&record_failure(user_id, now)))
-            .await?;
-        Ok(())
-    }
-
     /// A successful login forgets the failures (and the checks under way with them).
     pub async fn clear_login_failures(&self, user_id: Uuid) -> DomainResult<()> {
         login_throttle::Entity::delete_by_id(user_id)
@@ -201,7 +189,8 @@ impl Store {
 }
 
 impl Tx {
-    /// Records a wrong password of the person, in this unit of work (with its audit event).
+    /// An admitted attempt's password did not match: recorded in this unit of work (with its
+    /// audit event).
     pub async fn record_login_failure(
         &self,
         user_id: Uuid,
