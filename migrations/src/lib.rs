@@ -14,6 +14,7 @@ mod m20261202_000005_sharing;
 mod m20261202_000006_session_ends;
 mod m20261202_000007_login_in_flight;
 mod m20261202_000008_audit_log;
+mod m20261202_000009_sso;
 
 /// Applies the migrations in order; `identity migrate` runs it under a database-wide lock.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_session_ends::Migration),
             Box::new(m20261202_000007_login_in_flight::Migration),
             Box::new(m20261202_000008_audit_log::Migration),
+            Box::new(m20261202_000009_sso::Migration),
         ]
     }
 }

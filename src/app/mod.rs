@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod groups;
+pub mod sso;
 pub mod users;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub struct App {
     pub access: access::Access,
     pub audit: audit::Audit,
     pub auth: auth::Auth,
+    pub sso: sso::Sso,
     /// Consistency tokens of writes that can change an access decision.
     pub consistency: ConsistencyTokens,
     pub mailer: Arc<dyn Mailer>,
@@ -99,6 +101,7 @@ impl App {
         );
         let groups = groups::Groups::new(store.clone(), clock.clone(), pages.clone());
         let audit = audit::Audit::new(store.clone(), clock.clone(), pages.clone());
+        let sso = sso::Sso::new(store.clone(), clock.clone(), config.public_url.clone());
         let access = access::Access::new(store.clone(), clock.clone(), pages, cache);
         Ok(Self {
             config: Arc::new(config),
@@ -112,6 +115,7 @@ impl App {
             access,
             audit,
             auth,
+            sso,
             consistency,
             mailer,
         })

@@ -6,5 +6,6 @@ pub mod google;
 pub mod keys;
 pub mod oidc;
 pub mod password;
+pub mod saml;
 pub mod secret_token;
 pub mod service_tokens;

@@ -75,6 +75,11 @@ pub mod reason {
     pub const GOOGLE_CREDENTIAL_INVALID: &str = "GOOGLE_CREDENTIAL_INVALID";
     pub const GOOGLE_EMAIL_NOT_VERIFIED: &str = "GOOGLE_EMAIL_NOT_VERIFIED";
     pub const GOOGLE_UNAVAILABLE: &str = "GOOGLE_UNAVAILABLE";
+
+    // SAML single sign-on.
+    pub const SSO_NOT_ENABLED: &str = "SSO_NOT_ENABLED";
+    pub const SSO_CONFIGURATION_INCOMPLETE: &str = "SSO_CONFIGURATION_INCOMPLETE";
+    pub const SAML_RESPONSE_INVALID: &str = "SAML_RESPONSE_INVALID";
 }
 
 /// One bad field of a request: the path of the field (`settings.enforce_mfa`) and what is wrong.

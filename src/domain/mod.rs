@@ -15,6 +15,7 @@ pub mod groups;
 pub mod page;
 pub mod roles;
 pub mod sharing;
+pub mod sso;
 pub mod users;
 pub mod validate;
 

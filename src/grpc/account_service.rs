@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::app::{App, accounts::Accounts};
+use crate::app::{App, accounts::Accounts, sso::Sso};
 use crate::domain::accounts::{CreateAccount, MAX_GROUPS_CAP, MAX_USERS_CAP, check_limit};
 use crate::domain::error::{DomainError, Violations};
 use crate::domain::users::default_display_name;
@@ -10,16 +10,18 @@ use crate::domain::validate;
 use crate::proto::{self, account_service_server::AccountService};
 
 use super::authn::actor;
-use super::convert;
+use super::{convert, sso};
 
 pub struct AccountApi {
     accounts: Accounts,
+    sso: Sso,
 }
 
 impl AccountApi {
     pub fn new(app: &App) -> Self {
         Self {
             accounts: app.accounts.clone(),
+            sso: app.sso.clone(),
         }
     }
 }
@@ -161,8 +163,38 @@ impl AccountService for AccountApi {
         }))
     }
 
-    crate::unbuilt_rpcs! { "AccountService", "SAML single sign-on":
-        get_sso_settings(GetSsoSettings, GetSsoSettingsRequest, GetSsoSettingsResponse);
-        update_sso_settings(UpdateSsoSettings, UpdateSsoSettingsRequest, UpdateSsoSettingsResponse);
+    async fn get_sso_settings(
+        &self,
+        request: Request<proto::GetSsoSettingsRequest>,
+    ) -> Result<Response<proto::GetSsoSettingsResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let account_id =
+            validate::id(&req.account_id).map_err(|e| DomainError::invalid("account_id", e))?;
+        let view = self.sso.get(&actor, account_id).await?;
+        Ok(Response::new(proto::GetSsoSettingsResponse {
+            sso_settings: Some(sso::settings(&view)),
+        }))
+    }
+
+    async fn update_sso_settings(
+        &self,
+        request: Request<proto::UpdateSsoSettingsRequest>,
+    ) -> Result<Response<proto::UpdateSsoSettingsResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        let paths = convert::mask_paths(&mut v, req.update_mask.as_ref(), sso::PATHS);
+        let etag = v.check("etag", validate::etag(&req.etag));
+        if req.sso_settings.is_none() && !paths.is_empty() {
+            v.add("sso_settings", "is required with the update_mask");
+        }
+        let change = sso::change(&mut v, &paths, req.sso_settings.unwrap_or_default());
+        let (account_id, etag) = v.values((account_id, etag))?;
+        let view = self.sso.update(&actor, account_id, change, etag).await?;
+        Ok(Response::new(proto::UpdateSsoSettingsResponse {
+            sso_settings: Some(sso::settings(&view)),
+        }))
     }
 }

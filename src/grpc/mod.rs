@@ -10,8 +10,8 @@ pub mod authn;
 pub mod callers;
 pub mod convert;
 pub mod group_service;
+pub mod sso;
 pub mod status;
-pub mod unbuilt;
 pub mod user_service;
 
 #[cfg(test)]
@@ -19,8 +19,6 @@ mod properties;
 
 use crate::app::App;
 use crate::proto;
-
-pub use unbuilt::unbuilt;
 
 pub fn account_service(
     app: &App,

@@ -24,6 +24,7 @@ mod select;
 mod selections;
 mod sessions;
 pub mod shares;
+mod sso;
 mod throttle;
 pub mod users;
 

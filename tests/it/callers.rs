@@ -231,36 +231,3 @@ async fn tokens_signed_by_another_key_are_refused() {
         "CREDENTIALS_INVALID",
     );
 }
-
-#[tokio::test]
-async fn unbuilt_rpcs_say_what_is_missing() {
-    let server = TestServer::start().await;
-    let status = assert_error(
-        server
-            .accounts()
-            .get_sso_settings(with_token(
-                OPERATOR,
-                proto::GetSsoSettingsRequest::default(),
-            ))
-            .await,
-        Code::Unimplemented,
-        "NOT_IMPLEMENTED",
-    );
-    assert!(
-        status
-            .message()
-            .contains("identity.v1.AccountService/GetSsoSettings"),
-        "{}",
-        status.message()
-    );
-    // Public RPCs that are not built yet answer the same way without credentials.
-    let status = assert_error(
-        server
-            .auth()
-            .start_sso_login(proto::StartSsoLoginRequest::default())
-            .await,
-        Code::Unimplemented,
-        "NOT_IMPLEMENTED",
-    );
-    assert!(status.message().contains("AuthService/StartSsoLogin"));
-}

@@ -14,6 +14,9 @@ mod mfa;
 mod password;
 mod selection;
 mod session;
+mod sso;
+
+pub use sso::{SsoLogin, StartedSso};
 
 use std::sync::Arc;
 

@@ -284,8 +284,11 @@ pub mod action {
     pub const ACCOUNT_CREATED: &str = "account.created";
     pub const ACCOUNT_SETTINGS_CHANGED: &str = "account.settings_changed";
     pub const ACCOUNT_LIMITS_CHANGED: &str = "account.limits_changed";
+    pub const ACCOUNT_SSO_SETTINGS_CHANGED: &str = "account.sso_settings_changed";
 
     pub const USER_INVITED: &str = "user.invited";
+    /// Created by a single sign-on login.
+    pub const USER_PROVISIONED: &str = "user.provisioned";
     pub const USER_ROLE_CHANGED: &str = "user.role_changed";
     pub const USER_UPDATED: &str = "user.updated";
     pub const USER_DISABLED: &str = "user.disabled";

@@ -89,6 +89,8 @@ pub enum FirstFactor {
     InvitationLink,
     /// A Google ID token: the identity provider's own MFA stands in for the email code.
     Google,
+    /// A SAML assertion of the account's identity provider, which does its own MFA.
+    Saml,
 }
 
 impl FirstFactor {
@@ -99,6 +101,7 @@ impl FirstFactor {
             FirstFactor::PasswordAndCode => &["pwd", "otp"],
             FirstFactor::InvitationLink => &["pwd", "email"],
             FirstFactor::Google => &["google"],
+            FirstFactor::Saml => &["saml"],
         };
         methods.iter().map(|m| (*m).to_owned()).collect()
     }
@@ -110,6 +113,7 @@ impl FirstFactor {
             FirstFactor::PasswordAndCode => "password+email_code",
             FirstFactor::InvitationLink => "invitation_link",
             FirstFactor::Google => "google",
+            FirstFactor::Saml => "saml",
         }
     }
 
@@ -133,6 +137,8 @@ impl FirstFactor {
         let has = |m: &str| amr.iter().any(|a| a == m);
         if has("google") {
             FirstFactor::Google
+        } else if has("saml") {
+            FirstFactor::Saml
         } else if has("email") {
             FirstFactor::InvitationLink
         } else if has("otp") {

@@ -20,7 +20,7 @@ use super::authn::actor;
 use super::convert::{self, timestamp};
 use requests::{
     Acceptance, AccountChoice, CodeEntry, GoogleLogin, PasswordChange, PasswordLogin, Reset,
-    bounded_password, email_key, only_token, required,
+    SsoResponse, bounded_password, email_key, only_token, required,
 };
 
 pub struct AuthApi {
@@ -443,8 +443,39 @@ impl AuthService for AuthApi {
         Ok(Response::new(proto::GetJwksResponse { keys, jwks_json }))
     }
 
-    crate::unbuilt_rpcs! { "AuthService", "SAML single sign-on":
-        start_sso_login(StartSsoLogin, StartSsoLoginRequest, StartSsoLoginResponse);
-        login_with_sso(LoginWithSso, LoginWithSsoRequest, LoginWithSsoResponse);
+    async fn start_sso_login(
+        &self,
+        request: Request<proto::StartSsoLoginRequest>,
+    ) -> Result<Response<proto::StartSsoLoginResponse>, Status> {
+        let req = request.into_inner();
+        let account_id =
+            validate::id(&req.account_id).map_err(|e| DomainError::invalid("account_id", e))?;
+        let started = self.auth.start_sso_login(account_id).await?;
+        Ok(Response::new(proto::StartSsoLoginResponse {
+            redirect_url: started.redirect_url,
+            relay_state: started.relay_state,
+            expire_time: Some(timestamp(started.expires_at)),
+        }))
+    }
+
+    async fn login_with_sso(
+        &self,
+        request: Request<proto::LoginWithSsoRequest>,
+    ) -> Result<Response<proto::LoginWithSsoResponse>, Status> {
+        let client = client();
+        let login = SsoResponse::try_from(request.into_inner())?;
+        let done = self
+            .auth
+            .login_with_sso(
+                login.account_id,
+                &login.saml_response,
+                &login.relay_state,
+                client,
+            )
+            .await?;
+        Ok(Response::new(proto::LoginWithSsoResponse {
+            tokens: Some(tokens(done.session)),
+            user_provisioned: done.provisioned,
+        }))
     }
 }

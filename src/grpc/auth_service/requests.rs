@@ -283,3 +283,40 @@ impl TryFrom<proto::ChangePasswordRequest> for PasswordChange {
         })
     }
 }
+
+/// `LoginWithSso`, checked: the size limits of the binding before anything is decoded.
+pub(super) struct SsoResponse {
+    pub(super) account_id: Uuid,
+    pub(super) saml_response: String,
+    pub(super) relay_state: String,
+}
+
+impl TryFrom<proto::LoginWithSsoRequest> for SsoResponse {
+    type Error = DomainError;
+
+    fn try_from(req: proto::LoginWithSsoRequest) -> Result<Self, DomainError> {
+        use crate::domain::sso::{MAX_RELAY_STATE_BYTES, MAX_RESPONSE_BYTES};
+        let mut v = Violations::new();
+        let account_id = v.check("account_id", validate::id(&req.account_id));
+        if req.saml_response.trim().is_empty() {
+            v.add("saml_response", "is required");
+        } else if req.saml_response.len() > MAX_RESPONSE_BYTES {
+            v.add(
+                "saml_response",
+                format!("must be at most {} KiB", MAX_RESPONSE_BYTES / 1024),
+            );
+        }
+        if req.relay_state.len() > MAX_RELAY_STATE_BYTES {
+            v.add(
+                "relay_state",
+                format!("must be at most {MAX_RELAY_STATE_BYTES} bytes"),
+            );
+        }
+        let (account_id,) = v.values((account_id,))?;
+        Ok(Self {
+            account_id,
+            saml_response: req.saml_response,
+            relay_state: req.relay_state,
+        })
+    }
+}

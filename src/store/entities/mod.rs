@@ -20,4 +20,7 @@ pub mod password_reset;
 pub mod refresh_token;
 pub mod session;
 pub mod share;
+pub mod sso_assertion;
+pub mod sso_request;
+pub mod sso_setting;
 pub mod user;
