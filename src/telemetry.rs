@@ -253,7 +253,7 @@ pub fn record_status(span: &tracing::Span, code: i32) {
 }
 
 /// The ways to log in that `identity.auth.logins` counts, by its `method` attribute.
-pub const LOGIN_METHODS: &[&str] = &["password", "google", "email_code"];
+pub const LOGIN_METHODS: &[&str] = &["password", "google", "email_code", "saml"];
 /// What a login attempt came to, its `outcome` attribute: a session, the email code asked for,
 /// the account choice offered, or credentials refused.
 pub const LOGIN_OUTCOMES: &[&str] = &["success", "mfa_required", "account_selection", "failure"];

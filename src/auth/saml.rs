@@ -35,6 +35,7 @@ const HTTP_REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 const HTTP_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 const EMAIL_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
+const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 
 /// The signature algorithms accepted: RSA and ECDSA with SHA-256, -384 or -512.
 const ALLOWED: &[AllowedSignatureAlgorithm] = &[
@@ -389,6 +390,8 @@ fn shape(xml: &str) -> Result<String, Refusal> {
     let mut root = None;
     let mut assertions = 0;
     let mut ids = HashSet::new();
+    // The first StatusCode's value: a response that failed carries no assertion to check.
+    let mut status: Option<String> = None;
     loop {
         let event = reader.read_event().map_err(|_| Refusal::Shape)?;
         match event {
@@ -405,6 +408,9 @@ fn shape(xml: &str) -> Result<String, Refusal> {
                 }
                 match name {
                     "Assertion" => assertions += 1,
+                    "StatusCode" if status.is_none() => {
+                        status = Some(attribute_value(element, b"Value")?.unwrap_or_default());
+                    }
                     "EncryptedAssertion" => return Err(Refusal::Shape),
                     _ => {}
                 }
@@ -436,9 +442,31 @@ fn shape(xml: &str) -> Result<String, Refusal> {
         }
     }
     if assertions != 1 && root.as_deref() == Some("Response") {
+        if assertions == 0 && status.is_some_and(|status| status != SUCCESS) {
+            return Err(Refusal::Status);
+        }
         return Err(Refusal::Shape);
     }
     root.ok_or(Refusal::Shape)
+}
+
+/// The value of the attribute `key` of `element`, if it has one.
+fn attribute_value(
+    element: &quick_xml::events::BytesStart,
+    key: &[u8],
+) -> Result<Option<String>, Refusal> {
+    for attribute in element.attributes() {
+        let attribute = attribute.map_err(|_| Refusal::Shape)?;
+        if attribute.key.local_name().as_ref() == key {
+            return Ok(Some(
+                attribute
+                    .normalized_value(quick_xml::XmlVersion::default())
+                    .map_err(|_| Refusal::Shape)?
+                    .into_owned(),
+            ));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -475,6 +503,10 @@ mod tests {
                 Refusal::Shape,
             ),
             (wrapped(""), Refusal::Shape),
+            (
+                wrapped(r#"<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/></samlp:Status>"#),
+                Refusal::Status,
+            ),
             (wrapped(r#"<saml:Assertion ID="_r"/>"#), Refusal::Shape),
             (wrapped(r#"<saml:EncryptedAssertion/>"#), Refusal::Shape),
             (
