@@ -165,15 +165,7 @@ fn the_contract_reader_finds_every_rpc_and_its_callers() {
         .filter(|rpc| rpc.not_served)
         .map(|rpc| rpc.path.rsplit('/').next().unwrap())
         .collect();
-    assert_eq!(
-        not_served,
-        [
-            "GetSsoSettings",
-            "UpdateSsoSettings",
-            "LoginWithSso",
-            "StartSsoLogin"
-        ]
-    );
+    assert!(not_served.is_empty(), "not served: {not_served:?}");
 }
 
 #[tokio::test]
@@ -483,6 +475,7 @@ impl Matrix {
             .encode_to_vec(),
             "UpdateSsoSettings" => UpdateSsoSettingsRequest {
                 account_id,
+                sso_settings: Some(SsoSettings::default()),
                 update_mask: mask("enabled"),
                 ..Default::default()
             }
