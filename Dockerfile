@@ -24,6 +24,16 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 WORKDIR /build
 
+# The SAML signature checks (samael's `xmlsec` feature) bind Debian's libxmlsec1 through bindgen:
+# building needs libclang and the headers of libxmlsec1 (OpenSSL back end), libxml2 and OpenSSL,
+# found through pkg-config. The versions are those of the base image's Debian release; pinning them
+# would break the build whenever a Debian security update replaces one.
+# hadolint ignore=DL3008
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends libclang-dev libxmlsec1-dev libxml2-dev libssl-dev pkg-config; \
+    rm -rf /var/lib/apt/lists/*
+
 # Dependency caching, without extra tools:
 #  1. copy only the manifests (Cargo.toml, Cargo.lock, migrations/Cargo.toml, and the client crate's,
 #     a workspace member the server's build never compiles);
@@ -65,11 +75,32 @@ RUN set -eux; \
     install -D -m 0755 target/release/identity /out/usr/local/bin/identity; \
     install -d -m 0750 /out/var/lib/identity
 
+# The shared libraries the binary needs beyond distroless/cc's glibc, libgcc, libstdc++ and libssl3:
+# the Debian packages libxmlsec1, libxmlsec1-openssl, libxml2 and libxslt1.1, and the libicu72,
+# liblzma5 and zlib1g that libxml2 loads. distroless has no package manager, so their libraries come
+# from this builder (same Debian 12 release, installed above with the -dev packages) into the runtime
+# image's library directory, and their dpkg records into /var/lib/dpkg/status.d, where distroless keeps
+# its own so image scanners see every package. Then every library the binary links must be one of
+# these or one of distroless/cc's, or the build fails naming it.
+RUN set -eux; \
+    libdir="/out/usr/lib/$(gcc -print-multiarch)"; \
+    install -d "$libdir" /out/var/lib/dpkg/status.d; \
+    for package in libxmlsec1 libxmlsec1-openssl libxml2 libxslt1.1 libicu72 liblzma5 zlib1g; do \
+      dpkg-query -L "$package" | grep -E '\.so(\.[0-9]+)+$' | xargs -r cp -a -t "$libdir"; \
+      dpkg-query -s "$package" > "/out/var/lib/dpkg/status.d/$package"; \
+    done; \
+    ldd target/release/identity | awk '$2 == "=>" { print $1 }' | while read -r soname; do \
+      [ -e "$libdir/$soname" ] \
+        || dpkg-query -S "*/$soname" | grep -E '^(libc6|libgcc-s1|libstdc\+\+6|libssl3)(:[a-z0-9]+)?: ' >/dev/null \
+        || { echo "the binary needs $soname, which the runtime image would lack" >&2; exit 1; }; \
+    done
+
 ###############################################################################
 # Stage 2: runtime
 ###############################################################################
-# distroless/cc: glibc + libgcc + ca-certificates + tzdata, no shell, no package manager. Same Debian 12
-# (bookworm) glibc as the builder, so the dynamically linked binary runs as is.
+# distroless/cc: glibc + libgcc + libstdc++ + libssl3 + ca-certificates + tzdata, no shell, no package
+# manager; the SAML libraries are copied in from the builder. Same Debian 12 (bookworm) glibc as the
+# builder, so the dynamically linked binary runs as is.
 FROM ${RUNTIME_IMAGE} AS runtime
 
 ARG VERSION=0.1.0
@@ -88,6 +119,9 @@ LABEL org.opencontainers.image.title="identity" \
 
 COPY --from=builder --chown=0:0 /out/usr/local/bin/identity /usr/local/bin/identity
 COPY --from=builder --chown=10001:10001 /out/var/lib/identity /var/lib/identity
+# libxmlsec1, libxmlsec1-openssl, libxml2, libxslt1.1 and what they load (see the builder stage).
+COPY --from=builder --chown=0:0 /out/usr/lib /usr/lib
+COPY --from=builder --chown=0:0 /out/var/lib/dpkg/status.d /var/lib/dpkg/status.d
 
 # Listen on all interfaces inside the container (the binary's own default is loopback only), log JSON,
 # and keep the dev-mode SQLite database in a directory the runtime user owns. Production sets

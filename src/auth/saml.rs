@@ -504,7 +504,9 @@ mod tests {
             ),
             (wrapped(""), Refusal::Shape),
             (
-                wrapped(r#"<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/></samlp:Status>"#),
+                wrapped(
+                    r#"<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/></samlp:Status>"#,
+                ),
                 Refusal::Status,
             ),
             (wrapped(r#"<saml:Assertion ID="_r"/>"#), Refusal::Shape),

@@ -782,7 +782,8 @@ mod tests {
 
     #[test]
     fn each_wrong_field_is_refused_by_its_check() {
-        let cases: Vec<(fn(&mut ResponseFacts), Refusal)> = vec![
+        type Case = (fn(&mut ResponseFacts), Refusal);
+        let cases: Vec<Case> = vec![
             (
                 |f| f.status = Some("urn:oasis:names:tc:SAML:2.0:status:Requester".into()),
                 Refusal::Status,

@@ -96,7 +96,7 @@ impl Store {
         let deleted = sso_request::Entity::delete_by_id(id.to_owned())
             .exec(&self.db)
             .await?;
-        Ok((deleted.rows_affected == 1).then(|| PendingRequest {
+        Ok((deleted.rows_affected == 1).then_some(PendingRequest {
             id: row.id,
             account_id: row.account_id,
             relay_state_hash: row.relay_state_hash,

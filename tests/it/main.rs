@@ -26,5 +26,6 @@ mod pg_only;
 mod replicas;
 mod secrets;
 mod sharing;
+mod sso;
 mod telemetry;
 mod users;
