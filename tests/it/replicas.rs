@@ -212,7 +212,7 @@ async fn the_last_administrator_stays() {
         let active_admins = replicas[2]
             .users()
             .list_users(with_token(
-                OPERATOR,
+                READER,
                 proto::ListUsersRequest {
                     account_id: account.id.clone(),
                     role: proto::Role::AccountAdministrator as i32,
@@ -339,5 +339,65 @@ async fn a_refresh_token_rotates_once_and_an_invitation_is_accepted_once() {
         });
         let outcomes = tally(futures::future::join_all(calls).await);
         assert_eq!(outcomes, counts(&[("INVITATION_INVALID", 9), ("OK", 1)]));
+    }
+}
+
+#[tokio::test]
+async fn an_sso_response_logs_in_once_whichever_replicas_it_is_posted_to() {
+    use crate::sso::{Answer, Idp, Options, configure, get_settings, idp_response, sessions_of};
+    let idp = Idp::start().await;
+    let replicas = three_replicas().await;
+    for run in 0..RUNS {
+        let (account, _) = replicas[0]
+            .create_account(&format!("Acme {run}"), &format!("admin{run}@acme.test"))
+            .await;
+        let options = Options {
+            allow_idp_initiated: true,
+            ..Options::default()
+        };
+        configure(&replicas[0], &idp, &account.id, OPERATOR, options).await;
+        let settings = get_settings(&replicas[0], OPERATOR, &account.id)
+            .await
+            .unwrap();
+        // One SP-initiated and one IdP-initiated response, each posted six times at once: the
+        // request is taken once, the assertion id is accepted once, the user is created once.
+        let email = format!("sso{run}@acme.test");
+        let answered = idp_response(&replicas[1], &account.id, &Answer::user(&email)).await;
+        let unsolicited = idp.initiate(&settings, &Answer::user(&email)).await;
+        let calls = (0..12).map(|n| {
+            let mut auth = replicas[n % 3].auth();
+            let posted = if n % 2 == 0 { &answered } else { &unsolicited };
+            let request = proto::LoginWithSsoRequest {
+                account_id: account.id.clone(),
+                saml_response: posted.saml_response.clone(),
+                relay_state: posted.relay_state.clone(),
+            };
+            async move { auth.login_with_sso(request).await }
+        });
+        let outcomes = tally(futures::future::join_all(calls).await);
+        assert_eq!(
+            outcomes,
+            counts(&[("OK", 2), ("SAML_RESPONSE_INVALID", 10)]),
+            "run {run}"
+        );
+        assert_eq!(sessions_of(&replicas[2], &email).await, 2);
+        let users = replicas[2]
+            .users()
+            .list_users(with_token(
+                READER,
+                proto::ListUsersRequest {
+                    account_id: account.id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .users;
+        assert_eq!(
+            users.iter().filter(|u| u.email == email).count(),
+            1,
+            "one membership"
+        );
     }
 }

@@ -37,7 +37,7 @@ const DEFAULT_ROLE: proto::Role = proto::Role::MediaLibraryViewOnly;
 // The identity provider
 
 /// The test identity provider's process; stopped when dropped.
-struct Idp {
+pub(crate) struct Idp {
     /// `http://127.0.0.1:PORT`
     base: String,
     child: Child,
@@ -58,7 +58,7 @@ fn python() -> PathBuf {
 }
 
 impl Idp {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let python = python();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/saml/idp.py");
         let mut child = Command::new(&python)
@@ -127,7 +127,7 @@ impl Idp {
     }
 
     /// What its form posts for an IdP-initiated login into `settings`' service provider.
-    async fn initiate(&self, settings: &proto::SsoSettings, answer: &Answer) -> Posted {
+    pub(crate) async fn initiate(&self, settings: &proto::SsoSettings, answer: &Answer) -> Posted {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("sp", &settings.sp_entity_id)
             .append_pair("acs", &settings.sp_acs_url)
@@ -173,10 +173,10 @@ async fn fetch(url: &str) -> String {
 /// How the IdP is to answer: for whom, with which attributes, signed how, which variant (the
 /// query parameters of its /sso and /start).
 #[derive(Clone)]
-struct Answer(Vec<(String, String)>);
+pub(crate) struct Answer(Vec<(String, String)>);
 
 impl Answer {
-    fn user(email: &str) -> Self {
+    pub(crate) fn user(email: &str) -> Self {
         Self(vec![("email".to_owned(), email.to_owned())])
     }
 
@@ -208,9 +208,9 @@ impl Answer {
 
 /// The two fields the IdP's auto-submitting form posts to our ACS URL.
 #[derive(Clone, Debug)]
-struct Posted {
-    saml_response: String,
-    relay_state: String,
+pub(crate) struct Posted {
+    pub(crate) saml_response: String,
+    pub(crate) relay_state: String,
 }
 
 fn posted(page: &str) -> Posted {
@@ -273,13 +273,13 @@ fn html_unescape(text: &str) -> String {
 
 /// What an account's SSO settings hold besides the IdP's metadata, the default role and `enabled`.
 #[derive(Default)]
-struct Options {
+pub(crate) struct Options {
     /// Metadata with the IdP's certificate and the other one (a rotation in progress).
-    both_certificates: bool,
-    role_attribute: &'static str,
-    role_mapping: &'static [(&'static str, proto::Role)],
-    display_name_attribute: &'static str,
-    allow_idp_initiated: bool,
+    pub(crate) both_certificates: bool,
+    pub(crate) role_attribute: &'static str,
+    pub(crate) role_mapping: &'static [(&'static str, proto::Role)],
+    pub(crate) display_name_attribute: &'static str,
+    pub(crate) allow_idp_initiated: bool,
 }
 
 fn update_request(
@@ -309,7 +309,7 @@ async fn update(
         .map(|r| r.into_inner().sso_settings.expect("sso_settings"))
 }
 
-async fn get_settings(
+pub(crate) async fn get_settings(
     server: &TestServer,
     token: &str,
     account_id: &str,
@@ -327,7 +327,7 @@ async fn get_settings(
 }
 
 /// Turns SSO on for `account_id` with `idp`'s metadata, as the caller of `token`.
-async fn configure(
+pub(crate) async fn configure(
     server: &TestServer,
     idp: &Idp,
     account_id: &str,
@@ -391,7 +391,7 @@ async fn start_login(
 
 /// Starts an SP-initiated login and sends the browser to the IdP, which answers as `answer` says:
 /// what its form posts back.
-async fn idp_response(server: &TestServer, account_id: &str, answer: &Answer) -> Posted {
+pub(crate) async fn idp_response(server: &TestServer, account_id: &str, answer: &Answer) -> Posted {
     let start = start_login(server, account_id)
         .await
         .expect("start an SSO login");
@@ -475,7 +475,7 @@ async fn person(
 }
 
 /// The sessions ever opened for the person with `email` (none when there is no such person).
-async fn sessions_of(server: &TestServer, email: &str) -> u64 {
+pub(crate) async fn sessions_of(server: &TestServer, email: &str) -> u64 {
     use identity::store::entities::session;
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     let Some(person) = person(server, email).await else {
