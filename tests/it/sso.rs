@@ -117,7 +117,7 @@ impl Idp {
     }
 
     /// Its metadata, with `certs` signing certificates (0, 1, or 2 for a rotation).
-    async fn metadata(&self, certs: u8) -> String {
+    pub(crate) async fn metadata(&self, certs: u8) -> String {
         fetch(&format!("{}/metadata?certs={certs}", self.base)).await
     }
 
@@ -154,7 +154,7 @@ impl Drop for Idp {
 }
 
 /// GET, as a browser without redirects; the body of a 200 answer.
-async fn fetch(url: &str) -> String {
+pub(crate) async fn fetch(url: &str) -> String {
     let response = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -180,7 +180,7 @@ impl Answer {
         Self(vec![("email".to_owned(), email.to_owned())])
     }
 
-    fn with(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn with(mut self, name: &str, value: &str) -> Self {
         self.0.push((name.to_owned(), value.to_owned()));
         self
     }
@@ -199,7 +199,7 @@ impl Answer {
         self.with("variant", name)
     }
 
-    fn query(&self) -> String {
+    pub(crate) fn query(&self) -> String {
         url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&self.0)
             .finish()
@@ -213,7 +213,7 @@ pub(crate) struct Posted {
     pub(crate) relay_state: String,
 }
 
-fn posted(page: &str) -> Posted {
+pub(crate) fn posted(page: &str) -> Posted {
     Posted {
         saml_response: hidden_input(page, "SAMLResponse"),
         relay_state: hidden_input(page, "RelayState"),

@@ -446,7 +446,7 @@ async fn logins_and_emails_are_traced_to_statements_hashes_and_ses_and_counted_w
     // An account whose administrator is invited by email (through SES), accepts with a
     // password, fails a login, then logs in under the caller's trace.
     let address = "ada@acme.test";
-    accounts
+    let created = accounts
         .create_account(crate::harness::with_token(
             TELEMETRY_OPERATOR,
             identity::proto::CreateAccountRequest {
@@ -457,7 +457,8 @@ async fn logins_and_emails_are_traced_to_statements_hashes_and_ses_and_counted_w
             },
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
     let invitation = crate::secrets::link_token(&crate::secrets::email(&moto, address, "").await);
     let accepted = auth
         .accept_invitation(identity::proto::AcceptInvitationRequest {
@@ -522,6 +523,60 @@ async fn logins_and_emails_are_traced_to_statements_hashes_and_ses_and_counted_w
         Some(identity::proto::verify_mfa_challenge_response::Outcome::Tokens(tokens)) => tokens,
         other => panic!("expected a session, got {other:?}"),
     };
+    // A SAML login through a real identity provider, then a response altered after signing.
+    let idp = crate::sso::Idp::start().await;
+    let account_id = created.account.unwrap().id;
+    accounts
+        .update_sso_settings(crate::harness::with_token(
+            TELEMETRY_OPERATOR,
+            identity::proto::UpdateSsoSettingsRequest {
+                account_id: account_id.clone(),
+                sso_settings: Some(identity::proto::SsoSettings {
+                    idp_metadata_xml: idp.metadata(1).await,
+                    default_role: identity::proto::Role::Developer as i32,
+                    enabled: true,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec![
+                        "idp_metadata_xml".into(),
+                        "default_role".into(),
+                        "enabled".into(),
+                    ],
+                }),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let mut sso_secrets = Vec::new();
+    for variant in ["good", "tampered"] {
+        let start = auth
+            .start_sso_login(identity::proto::StartSsoLoginRequest {
+                account_id: account_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = crate::sso::Answer::user("sso@acme.test").with("variant", variant);
+        let posted = crate::sso::posted(
+            &crate::sso::fetch(&format!("{}&{}", start.redirect_url, answer.query())).await,
+        );
+        let result = auth
+            .login_with_sso(identity::proto::LoginWithSsoRequest {
+                account_id: account_id.clone(),
+                saml_response: posted.saml_response.clone(),
+                relay_state: posted.relay_state.clone(),
+            })
+            .await;
+        assert_eq!(result.is_ok(), variant == "good", "{variant}: {result:?}");
+        sso_secrets.push(("a relay state", posted.relay_state));
+        if let Ok(done) = result {
+            let tokens = done.into_inner().tokens.unwrap();
+            sso_secrets.push(("an access token", tokens.access_token));
+            sso_secrets.push(("a refresh token", tokens.refresh_token));
+        }
+    }
     tokio::time::sleep(Duration::from_millis(800)).await;
     running.stop().await;
     let received = collector.finish();
@@ -693,6 +748,28 @@ async fn logins_and_emails_are_traced_to_statements_hashes_and_ses_and_counted_w
     assert_eq!(logins("password", "mfa_required"), 1);
     assert_eq!(logins("email_code", "failure"), 1);
     assert_eq!(logins("email_code", "success"), 1);
+    assert_eq!(logins("saml", "success"), 1);
+    assert_eq!(logins("saml", "failure"), 1);
+
+    // Each SAML response's verification is a child of its LoginWithSso; the refused one names
+    // the check that refused it.
+    let mut refusals = Vec::new();
+    for verify in received
+        .spans
+        .iter()
+        .filter(|s| s.name == "identity.saml.verify")
+    {
+        let parent = received
+            .spans
+            .iter()
+            .find(|s| s.trace_id == verify.trace_id && s.span_id == verify.parent_span_id)
+            .unwrap_or_else(|| panic!("the verification's parent is missing"));
+        assert_eq!(parent.name, "identity.v1.AuthService/LoginWithSso");
+        assert!(verify.end_time_unix_nano <= parent.end_time_unix_nano);
+        refusals.push(attr(verify, "identity.saml.refusal"));
+    }
+    refusals.sort();
+    assert_eq!(refusals, [None, Some("signature".to_owned())]);
     assert_eq!(
         received.histogram_count(
             "identity.password.queue.wait_time",
@@ -728,9 +805,11 @@ async fn logins_and_emails_are_traced_to_statements_hashes_and_ses_and_counted_w
         ("an access token", verified.access_token),
         ("a refresh token", verified.refresh_token),
         ("the email address", address.to_owned()),
+        ("the SSO user's address", "sso@acme.test".to_owned()),
     ];
+    let secrets = secrets.into_iter().chain(sso_secrets);
     let everything = format!("{:?}\n{:?}", received.spans, received.metrics);
-    for (what, secret) in &secrets {
+    for (what, secret) in secrets {
         assert!(
             !everything.contains(secret.as_str()),
             "{what} reached the collector"

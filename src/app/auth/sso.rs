@@ -130,10 +130,23 @@ impl Auth {
         let xml = saml::decode_response(saml_response)
             .map_err(|e| DomainError::invalid("saml_response", e))?;
         let certificates = settings.idp_certificates.clone();
-        // libxml2 and xmlsec are blocking C; a large response takes milliseconds.
-        let verified = tokio::task::spawn_blocking(move || saml::verify(&xml, &certificates))
-            .await
-            .map_err(DomainError::internal)?;
+        // libxml2 and xmlsec are blocking C; a large response takes milliseconds. Its span is a
+        // child of the call's.
+        let caller = tracing::Span::current();
+        let verified = tokio::task::spawn_blocking(move || {
+            let span = tracing::info_span!(
+                parent: &caller,
+                "identity.saml.verify",
+                identity.saml.refusal = tracing::field::Empty,
+            );
+            let result = span.in_scope(|| saml::verify(&xml, &certificates));
+            if let Err(refusal) = &result {
+                span.record("identity.saml.refusal", refusal.as_str());
+            }
+            result
+        })
+        .await
+        .map_err(DomainError::internal)?;
         let facts = match verified {
             Ok(facts) => facts,
             Err(refusal) => return Err(self.sso_refused(account_id, refusal, None).await),
