@@ -137,6 +137,10 @@ pub fn metadata(xml: &str) -> Result<IdpMetadata, String> {
         .find(|service| service.binding == HTTP_REDIRECT)
         .map(|service| service.location.trim().to_owned())
         .ok_or_else(|| "has no SingleSignOnService with the HTTP-Redirect binding".to_owned())?;
+    let entity_id = crate::domain::sso::entity_id(entity_id)
+        .map_err(|e| format!("has an entityID that {e}"))?;
+    let sso_url = crate::domain::sso::sso_url(&sso_url)
+        .map_err(|e| format!("has a SingleSignOnService Location that {e}"))?;
     let keys: Vec<_> = idps
         .iter()
         .flat_map(|idp| idp.key_descriptors.iter())
@@ -179,7 +183,7 @@ pub fn metadata(xml: &str) -> Result<IdpMetadata, String> {
         ));
     }
     Ok(IdpMetadata {
-        entity_id: entity_id.to_owned(),
+        entity_id,
         sso_url,
         certificates,
     })
@@ -567,6 +571,9 @@ mod tests {
             .unwrap_or_default();
         assert!(err.contains("DTD"), "{err}");
         assert!(metadata("<x").is_err());
+        let plain_http = md.replace("https://idp/sso", "http://idp.example.com/sso");
+        let err = metadata(&plain_http).err().unwrap_or_default();
+        assert!(err.contains("Location that must be an https URL"), "{err}");
         assert!(certificate("not a pem").is_err());
     }
 }
