@@ -1,5 +1,6 @@
-//! Periodic clean-up of rows whose time is over: `request_id` keys older than 24 hours, and
-//! access change-log entries older than an hour (a replica further behind reloads). Every
+//! Periodic clean-up of rows whose time is over: `request_id` keys older than 24 hours, access
+//! change-log entries older than an hour (a replica further behind reloads), and SSO logins started
+//! and assertion ids remembered past their end. Every
 //! replica runs it; the deletes are idempotent, so replicas running it at once do no harm.
 
 use std::time::Duration;
@@ -19,7 +20,8 @@ pub async fn run_once(store: &Store, clock: &SharedClock) -> anyhow::Result<u64>
     let changes = store
         .prune_access_changes(now - chrono::Duration::hours(1))
         .await?;
-    Ok(requests + changes)
+    let sso = store.delete_expired_sso(now).await?;
+    Ok(requests + changes + sso)
 }
 
 /// Runs a pass every `EVERY` (the first after one period, so start-up is not slowed) until
@@ -42,7 +44,7 @@ pub fn spawn(
             }
             match run_once(&store, &clock).await {
                 Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "expired request ids deleted"),
+                Ok(deleted) => tracing::info!(deleted, "expired rows deleted"),
                 Err(error) => tracing::warn!(error = %error, "housekeeping pass failed"),
             }
         }

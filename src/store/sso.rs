@@ -63,16 +63,8 @@ impl Store {
         settings_in(&self.db, account_id).await
     }
 
-    /// Remembers a started login, and forgets the expired ones.
-    pub async fn remember_sso_request(
-        &self,
-        request: &PendingRequest,
-        now: DateTime<Utc>,
-    ) -> DomainResult<()> {
-        sso_request::Entity::delete_many()
-            .filter(sso_request::Column::ExpiresAt.lt(now))
-            .exec(&self.db)
-            .await?;
+    /// Remembers a started login.
+    pub async fn remember_sso_request(&self, request: &PendingRequest) -> DomainResult<()> {
         sso_request::Entity::insert(sso_request::ActiveModel {
             id: Set(request.id.clone()),
             account_id: Set(request.account_id),
@@ -82,6 +74,20 @@ impl Store {
         .exec_without_returning(&self.db)
         .await?;
         Ok(())
+    }
+
+    /// Forgets the started logins and accepted assertion ids whose time is over (housekeeping);
+    /// returns how many.
+    pub async fn delete_expired_sso(&self, now: DateTime<Utc>) -> DomainResult<u64> {
+        let requests = sso_request::Entity::delete_many()
+            .filter(sso_request::Column::ExpiresAt.lt(now))
+            .exec(&self.db)
+            .await?;
+        let assertions = sso_assertion::Entity::delete_many()
+            .filter(sso_assertion::Column::ExpiresAt.lt(now))
+            .exec(&self.db)
+            .await?;
+        Ok(requests.rows_affected + assertions.rows_affected)
     }
 
     /// Takes a started login: the one caller whose delete removes the row gets it, so a request
@@ -160,19 +166,14 @@ impl Tx {
     }
 
     /// Remembers an accepted assertion id until `expires_at`; `false` when it was accepted
-    /// before (a replay), on any replica.
+    /// before (a replay), on any replica. An assertion is refused by its time before its id is
+    /// forgotten, so housekeeping may delete the row any time after.
     pub async fn remember_assertion(
         &self,
         account_id: Uuid,
         assertion_id: &str,
         expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
     ) -> DomainResult<bool> {
-        sso_assertion::Entity::delete_many()
-            .filter(sso_assertion::Column::AccountId.eq(account_id))
-            .filter(sso_assertion::Column::ExpiresAt.lt(now))
-            .exec(self.conn())
-            .await?;
         let inserted = sso_assertion::Entity::insert(sso_assertion::ActiveModel {
             account_id: Set(account_id),
             assertion_id: Set(assertion_id.to_owned()),

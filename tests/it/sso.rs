@@ -1606,3 +1606,38 @@ async fn a_login_not_completed_within_ten_minutes_is_refused() {
     assert_refused(&server, &account.id, result, &["in_response_to"]).await;
     assert!(person(&server, NEWCOMER).await.is_none());
 }
+
+#[tokio::test]
+async fn housekeeping_forgets_started_logins_and_assertion_ids_after_they_end() {
+    use identity::store::entities::{sso_assertion, sso_request};
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let (idp, server, account) = sso_account(Options {
+        allow_idp_initiated: true,
+        ..Default::default()
+    })
+    .await;
+    let settings = get_settings(&server, OPERATOR, &account.id).await.unwrap();
+    // A login started and never finished, and an IdP-initiated one that logged in.
+    start_login(&server, &account.id).await.unwrap();
+    let response = idp.initiate(&settings, &Answer::user(NEWCOMER)).await;
+    tokens(post(&server, &account.id, &response).await);
+    let db = server.app.store.connection();
+    let rows = || async {
+        (
+            sso_request::Entity::find().count(db).await.unwrap(),
+            sso_assertion::Entity::find().count(db).await.unwrap(),
+        )
+    };
+    assert_eq!(rows().await, (1, 1));
+    let housekeeping = || identity::housekeeping::run_once(&server.app.store, &server.app.clock);
+    housekeeping().await.unwrap();
+    assert_eq!(rows().await, (1, 1), "nothing has ended yet");
+    // The request ends after 10 minutes, the assertion id when the assertion does (5 minutes at
+    // this identity provider) plus the allowed skew.
+    server.clock.advance(chrono::Duration::minutes(11));
+    housekeeping().await.unwrap();
+    assert_eq!(rows().await, (0, 0));
+    // The same response is still refused: by its time now.
+    let again = post(&server, &account.id, &response).await;
+    assert_refused(&server, &account.id, again, &["expired"]).await;
+}

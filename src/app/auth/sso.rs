@@ -80,15 +80,12 @@ impl Auth {
         )
         .map_err(|e| DomainError::internal(anyhow::anyhow!("AuthnRequest URL: {e}")))?;
         self.store
-            .remember_sso_request(
-                &PendingRequest {
-                    id: request_id,
-                    account_id,
-                    relay_state_hash: relay.hash,
-                    expires_at,
-                },
-                now,
-            )
+            .remember_sso_request(&PendingRequest {
+                id: request_id,
+                account_id,
+                relay_state_hash: relay.hash,
+                expires_at,
+            })
             .await?;
         Ok(StartedSso {
             redirect_url,
@@ -239,12 +236,7 @@ impl Auth {
         let tx = self.store.begin().await?;
         let account = crate::app::users::lock_account(&tx, account_id).await?;
         if !tx
-            .remember_assertion(
-                account_id,
-                &accepted.assertion_id,
-                accepted.remember_until,
-                now,
-            )
+            .remember_assertion(account_id, &accepted.assertion_id, accepted.remember_until)
             .await?
         {
             return Err(Provision::Refused(Refusal::Replay));
