@@ -92,6 +92,29 @@ pub(super) async fn lock_account(tx: &Tx, account_id: Uuid) -> DomainResult<Acco
         .ok_or_else(account_not_found)
 }
 
+/// Gives the member `role`, in `tx`: a role change takes them out of every group of the account,
+/// ends their sessions (tokens carry the role) and moves the access revision, which is returned.
+pub(super) async fn change_role(
+    tx: &Tx,
+    account_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+    status: MembershipStatus,
+    now: DateTime<Utc>,
+) -> DomainResult<i64> {
+    tx.remove_from_groups(account_id, user_id).await?;
+    tx.update_membership(account_id, user_id, Some(role), None, now)
+        .await?;
+    let changes = [
+        AccessChange::LeftGroups { u: user_id },
+        AccessChange::member(user_id, role, status),
+    ];
+    let revision = tx.record_access_change(account_id, &changes, now).await?;
+    tx.revoke_member_sessions(user_id, account_id, "role_changed", now)
+        .await?;
+    Ok(revision)
+}
+
 /// The member inside a unit of work, checked against the caller's etag.
 async fn member_at(
     tx: &Tx,
@@ -113,7 +136,7 @@ async fn reread(tx: &Tx, account_id: Uuid, user_id: Uuid) -> DomainResult<Member
 }
 
 /// Refuses to take `member` out of the administrators when they are the account's last one.
-async fn keep_an_administrator(tx: &Tx, member: &Member) -> DomainResult<()> {
+pub(super) async fn keep_an_administrator(tx: &Tx, member: &Member) -> DomainResult<()> {
     if rules::leaves_administrators(member) {
         let counts = tx.admin_counts(member.membership.account_id).await?;
         rules::check_admin_remains(member.status(), counts)?;
@@ -294,16 +317,8 @@ impl Users {
         let mut revision = None;
         if let Some(role) = change.role.filter(|role| *role != member.role()) {
             keep_an_administrator(&tx, &member).await?;
-            tx.remove_from_groups(account_id, user_id).await?;
-            tx.update_membership(account_id, user_id, Some(role), None, now)
-                .await?;
-            let changes = [
-                AccessChange::LeftGroups { u: user_id },
-                AccessChange::member(user_id, role, member.status()),
-            ];
-            revision = Some(tx.record_access_change(account_id, &changes, now).await?);
-            tx.revoke_member_sessions(user_id, account_id, "role_changed", now)
-                .await?;
+            revision =
+                Some(change_role(&tx, account_id, user_id, role, member.status(), now).await?);
         }
         if let Some(name) = change
             .display_name

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{Auth, Secret, hash_of, person_target};
 use crate::app::audit;
+use crate::app::users::{change_role, keep_an_administrator};
 use crate::auth::{saml, secret_token};
 use crate::domain::access_changes::AccessChange;
 use crate::domain::audit::{Change, Draft, EventActor, Target, action};
@@ -308,22 +309,10 @@ impl Auth {
                 }
                 if let Some(role) = asserted_role.flatten()
                     && role != member.role()
-                    && keeps_an_administrator(&tx, &member).await?
+                    && may_demote(&tx, &member).await?
                 {
-                    tx.remove_from_groups(account_id, person.id).await?;
-                    tx.update_membership(account_id, person.id, Some(role), None, now)
-                        .await?;
-                    tx.record_access_change(
-                        account_id,
-                        &[
-                            AccessChange::LeftGroups { u: person.id },
-                            AccessChange::member(person.id, role, MembershipStatus::Active),
-                        ],
-                        now,
-                    )
-                    .await?;
-                    tx.revoke_member_sessions(person.id, account_id, "role_changed", now)
-                        .await?;
+                    let active = MembershipStatus::Active;
+                    change_role(&tx, account_id, person.id, role, active, now).await?;
                     drafts.push(
                         Draft::new(action::USER_ROLE_CHANGED, actor.clone())
                             .target(person_target(&person))
@@ -365,14 +354,18 @@ impl Auth {
     }
 }
 
-/// Whether `member` may lose the administrator role: an SSO login never demotes the account's
-/// last administrator.
-async fn keeps_an_administrator(tx: &Tx, member: &user_rules::Member) -> DomainResult<bool> {
-    if !user_rules::leaves_administrators(member) {
-        return Ok(true);
+/// Whether `member`'s role may change: an SSO login never demotes the account's last
+/// administrator, where an administrator's change would be refused.
+async fn may_demote(tx: &Tx, member: &user_rules::Member) -> DomainResult<bool> {
+    match keep_an_administrator(tx, member).await {
+        Ok(()) => Ok(true),
+        Err(DomainError::FailedPrecondition { reason: r, .. })
+            if r == reason::LAST_ADMINISTRATOR =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(err),
     }
-    let counts = tx.admin_counts(member.membership.account_id).await?;
-    Ok(user_rules::check_admin_remains(member.status(), counts).is_ok())
 }
 
 /// Why provisioning stopped: a refusal of the response (recorded as such), or an error.
