@@ -4,11 +4,10 @@
 
 use uuid::Uuid;
 
-use super::Auth;
+use super::{Auth, accept_invitation};
 use crate::app::audit;
 use crate::auth::google::GoogleError;
-use crate::domain::access_changes::AccessChange;
-use crate::domain::audit::{Change, Draft, EventActor, Target, action};
+use crate::domain::audit::{Draft, EventActor, Target, action};
 use crate::domain::auth::login::next_step;
 use crate::domain::auth::{
     ActiveMembership, Client, FirstFactor, GoogleCredential, LoginOutcome, NextStep,
@@ -123,27 +122,9 @@ impl Auth {
         let account_id = choice.account.id;
         let tx = self.store.begin().await?;
         tx.lock_account(account_id).await?;
-        if tx.activate_membership(account_id, person.id, now).await? {
-            let draft = Draft::new(
-                action::USER_INVITATION_ACCEPTED,
-                EventActor::person(person.id, &person.email),
-            )
-            .target(Target::new("user", person.id, &person.email))
-            .changes([Change::new("status", Some("invited"), Some("active"))])
-            .meta("method", "google");
-            audit::append(&tx, account_id, now, [draft]).await?;
-            tx.delete_invitation(account_id, person.id).await?;
-            tx.record_access_change(
-                account_id,
-                &[AccessChange::member(
-                    person.id,
-                    choice.membership.role,
-                    MembershipStatus::Active,
-                )],
-                now,
-            )
-            .await?;
-        }
+        let actor = EventActor::person(person.id, &person.email);
+        let role = choice.membership.role;
+        accept_invitation(&tx, account_id, person, role, actor, "google", now).await?;
         tx.commit().await?;
         choice.membership.status = MembershipStatus::Active;
         Ok(choice)

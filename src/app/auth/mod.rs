@@ -24,14 +24,16 @@ use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::auth::google::GoogleVerifier;
 use crate::auth::keys::{KeySet, TokenSubject};
 use crate::auth::password::{Password, PasswordHasher, Verified};
 use crate::auth::secret_token;
 use crate::clock::SharedClock;
+use crate::domain::access_changes::AccessChange;
 use crate::domain::actor::{Actor, PersonCaller};
-use crate::domain::audit::{Draft, EventActor, Target, action};
+use crate::domain::audit::{Change, Draft, EventActor, Target, action};
 
 use super::audit;
 use crate::domain::auth::login::throttled;
@@ -42,8 +44,8 @@ use crate::domain::auth::{
 use crate::domain::error::{DomainError, DomainResult};
 use crate::domain::page::PageTokens;
 use crate::domain::roles::Role;
-use crate::domain::users::Person;
-use crate::store::Store;
+use crate::domain::users::{MembershipStatus, Person};
+use crate::store::{Store, Tx};
 
 /// A person as the target of an authentication event.
 fn person_target(person: &Person) -> Target {
@@ -52,6 +54,40 @@ fn person_target(person: &Person) -> Target {
 
 fn person_of(actor: &Actor) -> DomainResult<&PersonCaller> {
     actor.require_person("this acts for a person")
+}
+
+/// Makes an invited membership ACTIVE in `tx` because an identity provider proved the person's
+/// address, as the invitation link would have: the link dies, the access revision moves, and the
+/// acceptance is recorded by `actor` with its `method`. False when it was not invited.
+async fn accept_invitation(
+    tx: &Tx,
+    account_id: Uuid,
+    person: &Person,
+    role: Role,
+    actor: EventActor,
+    method: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<bool> {
+    if !tx.activate_membership(account_id, person.id, now).await? {
+        return Ok(false);
+    }
+    let draft = Draft::new(action::USER_INVITATION_ACCEPTED, actor)
+        .target(person_target(person))
+        .changes([Change::new("status", Some("invited"), Some("active"))])
+        .meta("method", method);
+    audit::append(tx, account_id, now, [draft]).await?;
+    tx.delete_invitation(account_id, person.id).await?;
+    tx.record_access_change(
+        account_id,
+        &[AccessChange::member(
+            person.id,
+            role,
+            MembershipStatus::Active,
+        )],
+        now,
+    )
+    .await?;
+    Ok(true)
 }
 
 /// A new secret token: the token goes to the person, its hash to the store.

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Auth, Secret, hash_of, person_target};
+use super::{Auth, Secret, accept_invitation, hash_of, person_target};
 use crate::app::audit;
 use crate::app::users::{change_role, keep_an_administrator};
 use crate::auth::{saml, secret_token};
@@ -288,24 +288,9 @@ impl Auth {
                     return Err(membership_disabled().into());
                 }
                 if member.status() == MembershipStatus::Invited {
-                    tx.activate_membership(account_id, person.id, now).await?;
-                    tx.delete_invitation(account_id, person.id).await?;
-                    tx.record_access_change(
-                        account_id,
-                        &[AccessChange::member(
-                            person.id,
-                            member.role(),
-                            MembershipStatus::Active,
-                        )],
-                        now,
-                    )
-                    .await?;
-                    drafts.push(
-                        Draft::new(action::USER_INVITATION_ACCEPTED, actor.clone())
-                            .target(person_target(&person))
-                            .changes([Change::new("status", Some("invited"), Some("active"))])
-                            .meta("method", "saml"),
-                    );
+                    let role = member.role();
+                    accept_invitation(&tx, account_id, &person, role, actor.clone(), "saml", now)
+                        .await?;
                 }
                 if let Some(role) = asserted_role.flatten()
                     && role != member.role()
