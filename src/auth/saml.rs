@@ -421,21 +421,13 @@ fn shape(xml: &str) -> Result<String, Refusal> {
                 for attribute in element.attributes() {
                     let attribute = attribute.map_err(|_| Refusal::Shape)?;
                     let key = attribute.key.local_name();
-                    if key.as_ref() == b"ID" {
-                        let value = attribute
-                            .normalized_value(quick_xml::XmlVersion::default())
-                            .map_err(|_| Refusal::Shape)?;
-                        if !ids.insert(value.into_owned()) {
-                            return Err(Refusal::Shape);
-                        }
+                    if key.as_ref() == b"ID" && !ids.insert(text_of(&attribute)?) {
+                        return Err(Refusal::Shape);
                     }
                     if key.as_ref() == b"Algorithm"
                         && matches!(name, "SignatureMethod" | "DigestMethod")
                     {
-                        let value = attribute
-                            .normalized_value(quick_xml::XmlVersion::default())
-                            .map_err(|_| Refusal::Shape)?;
-                        let value = value.to_ascii_lowercase();
+                        let value = text_of(&attribute)?.to_ascii_lowercase();
                         if value.contains("sha1") || value.contains("md5") {
                             return Err(Refusal::Algorithm);
                         }
@@ -462,15 +454,18 @@ fn attribute_value(
     for attribute in element.attributes() {
         let attribute = attribute.map_err(|_| Refusal::Shape)?;
         if attribute.key.local_name().as_ref() == key {
-            return Ok(Some(
-                attribute
-                    .normalized_value(quick_xml::XmlVersion::default())
-                    .map_err(|_| Refusal::Shape)?
-                    .into_owned(),
-            ));
+            return text_of(&attribute).map(Some);
         }
     }
     Ok(None)
+}
+
+/// An attribute's value with its references resolved.
+fn text_of(attribute: &quick_xml::events::attributes::Attribute) -> Result<String, Refusal> {
+    attribute
+        .normalized_value(quick_xml::XmlVersion::default())
+        .map(|value| value.into_owned())
+        .map_err(|_| Refusal::Shape)
 }
 
 #[cfg(test)]

@@ -95,22 +95,32 @@ impl Auth {
         })
     }
 
-    /// Records a refused response in the account's log and returns the caller's error.
+    /// Counts a failed SSO login and records it in the account's log with its `reason`.
+    async fn sso_failed(
+        &self,
+        account_id: Uuid,
+        reason: &str,
+        email: Option<&str>,
+    ) -> DomainResult<()> {
+        crate::telemetry::record_login("saml", "failure");
+        let mut draft = Draft::new(action::LOGIN_FAILED, EventActor::anonymous())
+            .meta("method", "saml")
+            .meta("reason", reason);
+        if let Some(email) = email {
+            draft = draft.target(Target::new("email", "", email));
+        }
+        let events = audit::events_for(&[account_id], self.clock.now(), draft);
+        self.store.append_audit(&events).await
+    }
+
+    /// Records a refused response and returns the caller's error.
     async fn sso_refused(
         &self,
         account_id: Uuid,
         refusal: Refusal,
         email: Option<&str>,
     ) -> DomainError {
-        crate::telemetry::record_login("saml", "failure");
-        let mut draft = Draft::new(action::LOGIN_FAILED, EventActor::anonymous())
-            .meta("method", "saml")
-            .meta("reason", refusal.as_str());
-        if let Some(email) = email {
-            draft = draft.target(Target::new("email", "", email));
-        }
-        let events = audit::events_for(&[account_id], self.clock.now(), draft);
-        match self.store.append_audit(&events).await {
+        match self.sso_failed(account_id, refusal.as_str(), email).await {
             Ok(()) => refusal.into(),
             Err(err) => err,
         }
@@ -190,13 +200,7 @@ impl Auth {
                     &err,
                     DomainError::Unauthenticated { reason: r, .. } if *r == reason::INVALID_CREDENTIALS
                 ) {
-                    crate::telemetry::record_login("saml", "failure");
-                    let draft = Draft::new(action::LOGIN_FAILED, EventActor::anonymous())
-                        .target(Target::new("email", "", &email))
-                        .meta("method", "saml")
-                        .meta("reason", "membership_disabled");
-                    self.store
-                        .append_audit(&audit::events_for(&[account_id], now, draft))
+                    self.sso_failed(account_id, "membership_disabled", Some(&email))
                         .await?;
                 }
                 return Err(err);
@@ -225,15 +229,18 @@ impl Auth {
         let account_id = settings.account_id;
         let email = &accepted.email;
         let display_name = settings.display_name_for(&accepted.attributes, email);
-        // Roles come from the identity provider only when a role attribute is configured.
-        let asserted_role = (!settings.role_attribute.is_empty()).then(|| {
+        // Roles come from the identity provider only when a role attribute is configured;
+        // otherwise a new member gets the default role and a member keeps theirs.
+        let asserted_role = if settings.role_attribute.is_empty() {
+            None
+        } else {
             let values: Vec<String> =
                 rules::attribute_values(&accepted.attributes, &settings.role_attribute)
                     .into_iter()
                     .cloned()
                     .collect();
             settings.role_for(&values)
-        });
+        };
         let tx = self.store.begin().await?;
         let account = crate::app::users::lock_account(&tx, account_id).await?;
         if !tx
@@ -248,7 +255,6 @@ impl Auth {
         let provisioned = match tx.member(account_id, person.id).await? {
             None => {
                 let role = asserted_role
-                    .flatten()
                     .or(settings.default_role)
                     .unwrap_or(Role::MediaLibraryViewOnly);
                 let mut membership = user_rules::admit(&account, &person, role, None, now)?;
@@ -292,7 +298,7 @@ impl Auth {
                     accept_invitation(&tx, account_id, &person, role, actor.clone(), "saml", now)
                         .await?;
                 }
-                if let Some(role) = asserted_role.flatten()
+                if let Some(role) = asserted_role
                     && role != member.role()
                     && may_demote(&tx, &member).await?
                 {
