@@ -948,21 +948,8 @@ async fn members_are_added_and_removed_in_idempotent_batches() {
 
     // Any membership status may be added: an invited member too.
     let invited = server
-        .users()
-        .create_user(with_token(
-            OPERATOR,
-            proto::CreateUserRequest {
-                account_id: id.clone(),
-                email: "invited@acme.test".to_owned(),
-                role: proto::Role::Developer as i32,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .invite_member(id, "invited@acme.test", Role::Developer)
+        .await;
     assert_eq!(invited.status, proto::MembershipStatus::Invited as i32);
     let with_invited = add(&server, &admin, id, &group.id, &[&invited.id])
         .await

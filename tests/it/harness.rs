@@ -336,12 +336,10 @@ impl TestServer {
         proto::group_service_client::GroupServiceClient::new(self.channel())
     }
 
-    /// A member of the account with `role`, added through CreateUser (as the operator) and
-    /// marked active.
-    pub async fn add_member(&self, account_id: &str, email: &str, role: Role) -> proto::User {
+    /// An INVITED member of the account with `role`, added through CreateUser (as the operator).
+    pub async fn invite_member(&self, account_id: &str, email: &str, role: Role) -> proto::User {
         let role = identity::grpc::convert::role_to_proto(role);
-        let mut user = self
-            .users()
+        self.users()
             .create_user(with_token(
                 OPERATOR,
                 proto::CreateUserRequest {
@@ -355,7 +353,13 @@ impl TestServer {
             .expect("create user")
             .into_inner()
             .user
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A member of the account with `role`, added through CreateUser (as the operator) and
+    /// marked active.
+    pub async fn add_member(&self, account_id: &str, email: &str, role: Role) -> proto::User {
+        let mut user = self.invite_member(account_id, email, role).await;
         self.activate(&user).await;
         user.status = proto::MembershipStatus::Active as i32;
         user.invitation_expire_time = None;

@@ -1205,21 +1205,8 @@ async fn the_display_name_comes_from_the_configured_attribute_else_the_email() {
 async fn an_invited_member_becomes_active_at_the_first_sso_login() {
     let (_idp, server, account) = sso_account(Options::default()).await;
     let invited = server
-        .users()
-        .create_user(with_token(
-            OPERATOR,
-            proto::CreateUserRequest {
-                account_id: account.id.clone(),
-                email: "invited@acme.test".to_owned(),
-                role: proto::Role::Developer as i32,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+        .invite_member(&account.id, "invited@acme.test", Role::Developer)
+        .await;
     assert_eq!(invited.status, proto::MembershipStatus::Invited as i32);
     let response = login_via_idp(&server, &account.id, &Answer::user("invited@acme.test"))
         .await
